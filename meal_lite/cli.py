@@ -1,0 +1,176 @@
+"""The ``meal-lite`` command line: train, evaluate, run the offline demo, print a configuration.
+
+    meal-lite train [CONFIG] [section.key=value ...] [--profile P]
+    meal-lite eval --model NAME --weights PATH --data-root ROOT --dataset imagenette|imagenet|digits
+    meal-lite demo [--out runs/demo] [...]
+    meal-lite config [CONFIG] [section.key=value ...] [--profile P]
+
+CONFIG omitted means the profile's packaged default (``meal_lite/configs/<profile>.yaml``); the
+profile is ``--profile``, else ``$MEAL_LITE_PROFILE``, else ``imagenette``. Every error meal-lite
+knows about is printed as one line ``error: <sentence>`` with exit code 2, without a traceback.
+The same entry point works under ``torchrun`` (``python -m meal_lite.cli train ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ConfigError, MealLiteError
+from .profiles import PROFILES
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def split_config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]`` -> (config path or None, overrides).
+
+    The first argument is the config path unless it contains ``=`` (and is not an existing file);
+    every other argument must be an override.
+    """
+    args = list(args)
+    path = None
+    if args and ("=" not in args[0] or Path(args[0]).is_file()):
+        path = args.pop(0)
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(
+                f"Argument '{arg}' is not a section.key=value override; give the config path first, then "
+                f"overrides such as train.epochs=3."
+            )
+    return path, args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its four subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="meal-lite", description="MEAL V2 ensemble knowledge distillation, small and reproducible."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,demo,config}")
+
+    for name, text in [
+        ("train", "train a student (prints the resolved config first)"),
+        ("config", "print the resolved configuration and exit"),
+    ]:
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument(
+            "args", nargs="*", metavar="[CONFIG] [section.key=value]",
+            help="a YAML config (default: the profile's packaged one) then overrides, e.g. train.epochs=3",
+        )
+        p.add_argument("--profile", choices=PROFILES, default=None, help="beats $MEAL_LITE_PROFILE")
+
+    ev = sub.add_parser("eval", help="top-1/top-5 of a checkpoint", description="Evaluate model weights.")
+    ev.add_argument("--model", required=True, help="timm model name, e.g. resnet50")
+    ev.add_argument("--weights", required=True, help="checkpoint file (state dict, last.pt, best.pt, hub file)")
+    ev.add_argument("--data-root", required=True, help="folder holding the dataset")
+    ev.add_argument("--dataset", choices=("imagenette", "imagenet", "digits"), required=True)
+    ev.add_argument("--split", default="val", help="val (default), train, or test for digits")
+    ev.add_argument("--no-download", dest="download", action="store_false", help="never download ImageNette")
+    ev.add_argument("--imagenette-size", choices=("160px", "320px", "full"), default="160px")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--num-workers", type=int, default=2)
+    ev.add_argument("--image-size", type=int, default=None, help="default: the model's own input size")
+    ev.add_argument("--device", default="auto")
+
+    # `meal-lite demo ...` hands every argument to meal_lite.demo.main (its own parser: --out runs/demo,
+    # --profile, --seeds, overrides...); this entry only lists the command in `meal-lite --help`.
+    sub.add_parser("demo", help="the end-to-end demo (meal-lite demo --help for its options)", add_help=False)
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distributed import cleanup
+    from .trainer import train_from_config
+
+    path, overrides = split_config_args(args.args)
+    cfg = load_config(path, overrides, profile=args.profile)
+    try:
+        result = train_from_config(cfg)
+    except KeyboardInterrupt:
+        profile = ["--profile", args.profile] if args.profile else []
+        again = " ".join(["meal-lite train", *args.args, "train.resume=true", *profile])
+        last = Path(cfg.train.out) / "last.pt"
+        if last.exists():
+            print(f"interrupted; {last} holds the last finished epoch; continue with: {again}", file=sys.stderr)
+        else:
+            print("interrupted before the first epoch finished; nothing to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        cleanup()
+    if result.get("rank", 0):
+        return 0  # under torchrun only rank 0 reports
+    last = result.get("last") or {}
+    top1 = last.get("val_top1")
+    summary = f"done: {result['out_dir']}/last.pt"
+    if top1 is not None:
+        summary += f"; val top-1 {top1:.2f}%, top-5 {last.get('val_top5'):.2f}%"
+    print(summary)
+    return 0
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    from .config import format_config, load_config
+
+    path, overrides = split_config_args(args.args)
+    print(format_config(load_config(path, overrides, profile=args.profile)), end="")
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.model,
+        args.weights,
+        data_root=args.data_root,
+        dataset=args.dataset,
+        split=args.split,
+        download=args.download,
+        imagenette_size=args.imagenette_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        image_size=args.image_size,
+        device=args.device,
+        verbose=False,
+    )
+    print(f"{args.model} on {args.dataset}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
+          f"({result['n']} images)")
+    return 0
+
+
+def _run_demo(argv: list[str]) -> int:
+    """Delegate to :func:`meal_lite.demo.main` with the arguments after ``demo``."""
+    try:
+        from . import demo
+    except ImportError as exc:
+        if exc.name != f"{__package__}.demo":
+            raise
+        raise ConfigError("The demo module (meal_lite.demo) is not installed in this version of meal-lite.") from None
+    result = demo.main(argv)
+    return result if isinstance(result, int) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``meal-lite`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["demo"]:
+            return _run_demo(argv[1:])
+        args = build_parser().parse_args(argv)
+        if args.command == "train":
+            return _run_train(args)
+        if args.command == "config":
+            return _run_config(args)
+        return _run_eval(args)
+    except MealLiteError as exc:
+        message = " ".join(str(exc).split())  # always one line
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""Build the whole book offline and look at every page in a real (headless) browser.
+
+What a reader would notice is what this checks, page by page of _toc.yml:
+- the build (every notebook executed with MEAL_LITE_PROFILE=offline) finishes with no warning;
+- the page loads without console errors;
+- chapter figures (matplotlib PNGs in cell outputs, any <img> in the article) are really there
+  and decoded (non-zero natural size);
+- every same-site link answers 200 and its #anchor exists in the target page;
+- the Colab launch button opens the chapter's notebook on the main branch of the repository.
+One screenshot per page goes to this module's tmp folder and, when the environment variable
+MEAL_LITE_SCREENSHOTS names a folder, is copied there too.
+
+Slow: the build executes every chapter (allow up to 20 minutes). Needs Chromium and
+chromedriver (Debian: `sudo apt-get install chromium chromium-driver`, or `make browser-deps`);
+without them the browser checks are skipped, except under CI (CI=true), where that is a failure.
+
+The browser is kept hermetic: every host except 127.0.0.1 is made unresolvable, so the test gives
+the same answer with or without a network. The only resources the built site fetches from
+elsewhere are CDN scripts (MathJax; require.js and the ipywidgets embed manager on pages that
+store widget state), and their failed loads are the ONLY console errors the test ignores - see
+`is_blocked_external_load`.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import http.server
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from book_utils import (  # noqa: E402  (pytest's default import mode puts tests/ on sys.path)
+    BROWSER_HELP,
+    build_book,
+    build_command,
+    colab_url_for,
+    find_chromium,
+    resolve_entry,
+    running_in_ci,
+    toc_chapters,
+    toc_entries,
+)
+
+PAGES = toc_entries()  # root page first, then the chapters
+CHAPTERS = toc_chapters()
+WINDOW = (1280, 1000)
+MAX_SCREENSHOT_HEIGHT = 16000  # px; longer pages are cut, Chromium struggles beyond this
+
+
+def page_path(entry: str) -> str:
+    """URL path of a toc entry inside the built site."""
+    return f"{entry}.html"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: build, serve, browse
+
+
+@pytest.fixture(scope="module")
+def book_build(tmp_path_factory):
+    """Build the book once for the whole module (offline profile, no Hugging Face network)."""
+    out = tmp_path_factory.mktemp("book")
+    result = build_book(out, profile="offline")
+    print(f"\n[book] {' '.join(build_command(out))}\n[book] built in {result.seconds:.0f} s, exit {result.returncode}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def site(book_build):
+    """Serve the built HTML on 127.0.0.1 from a background thread; yields the base URL."""
+    html_dir = book_build.html_dir
+    if not (html_dir / "index.html").is_file():
+        pytest.fail(
+            f"The book did not build, so there is no site to browse (see test_book_builds_without_warnings):\n"
+            f"{book_build.summary()}"
+        )
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest's output readable
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(html_dir))
+    )
+    thread = threading.Thread(target=server.serve_forever, name="book-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def unavailable(reason: str):
+    """Skip, or fail under CI, when the browser cannot be used."""
+    message = f"Browser checks not run: {reason}; to enable them, {BROWSER_HELP}."
+    if running_in_ci():
+        pytest.fail(message + " (CI=true: a missing browser is a failure, not a skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def chromium_paths():
+    chromium, chromedriver = find_chromium()
+    if chromium is None or chromedriver is None:
+        missing = " and ".join(n for n, p in (("chromium", chromium), ("chromedriver", chromedriver)) if p is None)
+        unavailable(f"{missing} not found")
+    return chromium, chromedriver
+
+
+@pytest.fixture(scope="module")
+def driver(chromium_paths, site, tmp_path_factory):
+    try:
+        from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        unavailable("the selenium package is not installed (pip install -e '.[test]')")
+
+    chromium, chromedriver = chromium_paths
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--lang=en-US",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        # Hermetic browsing: only the local server resolves. External loads fail at once
+        # (net::ERR_NAME_NOT_RESOLVED) instead of depending on whether a network is present.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    except WebDriverException as exc:
+        unavailable(f"Chromium ({chromium}) with chromedriver ({chromedriver}) did not start: {exc.msg}")
+    drv.set_page_load_timeout(60)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("screenshots")
+    yield path
+    target = os.environ.get("MEAL_LITE_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for png in path.glob("*.png"):
+            shutil.copy2(png, Path(target) / png.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a page once and remembering what the checks need
+
+_PAGE_JS = """
+const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const imgs = Array.from(article.querySelectorAll('img')).map(img => ({
+    src: img.currentSrc || img.src,
+    complete: img.complete,
+    width: img.naturalWidth,
+    height: img.naturalHeight,
+    in_output: !!img.closest('.cell_output, .output'),
+}));
+const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
+const colab = Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href);
+return {url: location.href, title: document.title, imgs: imgs, links: links, colab: colab,
+        has_article: !!document.querySelector('article.bd-article'),
+        height: Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)};
+"""
+
+_WAIT_IMAGES_JS = """
+const imgs = Array.from(document.querySelectorAll('article img, main img'));
+imgs.forEach(img => { img.loading = 'eager'; });
+return imgs.every(img => img.complete);
+"""
+
+
+class PageCache:
+    """Loads each page once (per module) and keeps console entries, DOM facts and a screenshot."""
+
+    def __init__(self, driver, site, screenshot_dir):
+        self.driver, self.site, self.screenshot_dir = driver, site, screenshot_dir
+        self.pages: dict[str, dict] = {}
+
+    def get(self, entry: str) -> dict:
+        if entry not in self.pages:
+            self.pages[entry] = self._load(entry)
+        return self.pages[entry]
+
+    def _load(self, entry: str) -> dict:
+        drv = self.driver
+        drv.get_log("browser")  # drop whatever earlier pages left behind
+        drv.get(urllib.parse.urljoin(self.site, page_path(entry)))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if drv.execute_script("return document.readyState") == "complete" and drv.execute_script(_WAIT_IMAGES_JS):
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)  # let late scripts (theme, MathJax attempts) report their errors
+        info = drv.execute_script(_PAGE_JS)
+        info["console"] = drv.get_log("browser")
+        info["screenshot"] = self._screenshot(entry, info["height"])
+        return info
+
+    def _screenshot(self, entry: str, height: int) -> Path:
+        """Full-height screenshot: grow the window to the page's height, shoot, shrink back.
+
+        (DevTools' captureBeyondViewport was tried first; it misplaces the theme's sticky
+        sidebars, a tall window renders the page exactly as a reader scrolling it sees it.)
+        """
+        path = self.screenshot_dir / f"{entry.replace('/', '__')}.png"
+        drv = self.driver
+        chrome = drv.execute_script("return window.outerHeight - window.innerHeight") or 0
+        drv.set_window_size(WINDOW[0], min(max(height, WINDOW[1]) + chrome, MAX_SCREENSHOT_HEIGHT))
+        time.sleep(0.3)  # let the layout settle at the new size
+        drv.save_screenshot(str(path))
+        drv.set_window_size(*WINDOW)
+        return path
+
+
+@pytest.fixture(scope="module")
+def pages(driver, site, screenshot_dir):
+    return PageCache(driver, site, screenshot_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Link checking over plain HTTP (the served files, not the live DOM)
+
+
+class _AnchorCollector(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key == "id" or (key == "name" and tag == "a"):
+                if value:
+                    self.ids.add(value)
+
+
+@functools.lru_cache(maxsize=None)
+def fetch(url: str) -> tuple[int, str]:
+    """(HTTP status, body text) of a URL on the local server."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read()
+            kind = response.headers.get_content_type()
+            text = body.decode("utf-8", errors="replace") if kind == "text/html" else ""
+            return response.status, text
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def anchors_of(url: str) -> set[str]:
+    collector = _AnchorCollector()
+    collector.feed(fetch(url)[1])
+    return collector.ids
+
+
+def is_blocked_external_load(entry: dict, site: str) -> bool:
+    """True for a console error that only says a resource from another host failed to load.
+
+    The built site loads MathJax (and, on pages with stored widget state, require.js and the
+    ipywidgets embed manager) from public CDNs. The test browser cannot reach them (see the
+    --host-resolver-rules flag), and Chromium reports each as a SEVERE
+    "<url> - Failed to load resource: net::ERR_..." entry. Those, and only those, are ignored;
+    any JavaScript error, and any failed load from the local site, still fails the test.
+    """
+    message = entry.get("message", "")
+    url = message.split(" ", 1)[0]
+    parsed = urllib.parse.urlparse(url)
+    return (
+        entry.get("source") == "network"
+        and parsed.scheme in ("http", "https")
+        and not url.startswith(site)
+        and parsed.hostname not in ("127.0.0.1", "localhost")
+        and "net::ERR_" in message
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_book_builds_without_warnings(book_build):
+    assert book_build.returncode is not None, f"The book build timed out:\n{book_build.tail()}"
+    warnings = book_build.warnings()
+    assert book_build.returncode == 0 and not warnings, (
+        f"`{' '.join(build_command(Path('<tmp>')))}` failed (exit {book_build.returncode}, "
+        f"{len(warnings)} warning(s)):\n{book_build.summary()}"
+    )
+    for entry in PAGES:
+        assert (book_build.html_dir / page_path(entry)).is_file(), f"{page_path(entry)} is missing from the build."
+
+
+def test_index_redirects_to_intro(driver, site):
+    driver.get(site)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not driver.current_url.endswith(page_path(PAGES[0])):
+        time.sleep(0.2)
+    assert driver.current_url.endswith(page_path(PAGES[0])), (
+        f"{site} should redirect to {page_path(PAGES[0])}, it shows {driver.current_url}."
+    )
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_loads_without_console_errors(pages, site, entry):
+    info = pages.get(entry)
+    assert info["has_article"], f"{entry}: no <article class='bd-article'>; the book theme did not render."
+    errors = [
+        e["message"]
+        for e in info["console"]
+        if e.get("level") == "SEVERE" and not is_blocked_external_load(e, site)
+    ]
+    assert not errors, f"{entry}: console errors:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_figures_render(pages, entry):
+    info = pages.get(entry)
+    broken = [i["src"] for i in info["imgs"] if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+    assert not broken, f"{entry}: these images did not load or decode: {broken}"
+    if entry != PAGES[0]:  # the intro is prose; every chapter shows at least one computed figure
+        outputs = [i for i in info["imgs"] if i["in_output"]]
+        assert outputs, (
+            f"{entry}: no figure in any cell output; a chapter must display at least one matplotlib "
+            "figure as a cell output (end the plotting cell with plt.show())."
+        )
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_internal_links_resolve(pages, site, entry):
+    info = pages.get(entry)
+    problems = []
+    for href in sorted(set(info["links"])):
+        if not href.startswith(site):
+            continue  # external (repository, Colab, Binder, arXiv, ...): not fetched offline
+        target, _, fragment = href.partition("#")
+        status, _ = fetch(target)
+        if status != 200:
+            problems.append(f"{href} -> HTTP {status}")
+            continue
+        fragment = urllib.parse.unquote(fragment)
+        if fragment and fragment not in anchors_of(target):
+            problems.append(f"{href} -> no element with id {fragment!r} in {target}")
+    assert not problems, f"{entry}: broken internal links:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_chapter_colab_button(pages, entry):
+    source = resolve_entry(entry)
+    if source is not None and source.suffix != ".ipynb":
+        pytest.skip(f"{entry} is a markdown page; only notebooks get launch buttons")
+    info = pages.get(entry)
+    expected = colab_url_for(entry)
+    assert info["colab"], f"{entry}: no Colab launch button (no link to colab.research.google.com)."
+    assert set(info["colab"]) == {expected}, f"{entry}: Colab button points at {info['colab']}, expected {expected}."
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_screenshot_saved(pages, entry):
+    shot = pages.get(entry)["screenshot"]
+    assert shot.is_file() and shot.stat().st_size > 10_000, f"{entry}: screenshot {shot} is missing or blank."
+    print(f"[book] screenshot {shot}")
