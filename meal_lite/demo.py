@@ -110,13 +110,14 @@ def teacher_classifiers(ensemble) -> dict[str, nn.Module]:
 class DemoRunner:
     """Holds the data, the teachers and the held-out loader shared by every run of the demo."""
 
-    def __init__(self, cfg, verbose: bool = True) -> None:
+    def __init__(self, cfg, verbose: bool = True, verbose_epochs: bool = False) -> None:
         from .data import build_datasets, build_loader
         from .models import create_student, create_teachers
         from .trainer import resolve_device
 
         self.cfg = cfg
         self.verbose = verbose
+        self.verbose_epochs = verbose_epochs  # one line per training epoch (off: one line per seed)
         self.device = resolve_device(cfg.train.device)
         probe, self.data_config = create_student(cfg)
         self.num_classes = int(probe.num_classes) if hasattr(probe, "num_classes") else None
@@ -151,7 +152,9 @@ class DemoRunner:
             self.datasets["train"], cfg.data.batch_size, train=True, num_workers=cfg.data.num_workers, seed=cfg.train.seed
         )
         source = self.teachers if cfg.loss.objective != "ce" else None
-        trainer = Trainer(student, train_loader, self.val_loader, teacher_source=source, cfg=cfg, out_dir=None)
+        trainer = Trainer(
+            student, train_loader, self.val_loader, teacher_source=source, cfg=cfg, out_dir=None, verbose=self.verbose_epochs
+        )
         history = trainer.fit()
         return trainer.student.eval(), history
 
@@ -168,16 +171,23 @@ def run_demo(
     out_dir: str | Path = "runs/demo",
     overrides: Sequence[str] = (),
     verbose: bool = True,
+    runner: "DemoRunner | None" = None,
+    keep_models: bool = False,
 ) -> dict:
-    """Run the whole protocol and write ``results.json`` and ``curves.png`` into ``out_dir``."""
+    """Run the whole protocol and write ``results.json`` and ``curves.png`` into ``out_dir``.
+
+    ``runner`` reuses an existing :class:`DemoRunner` (a notebook that already loaded the data and
+    teachers). With ``keep_models`` the returned report also holds ``models``: the last seed's
+    trained students by row, for inspection (they are not written to disk).
+    """
     from .profiles import resolve_profile
 
     started = time.perf_counter()
     profile = resolve_profile(profile)
     settings = settings or PROFILE_SETTINGS[profile]
-    cfg = base_config(profile, overrides)
+    cfg = runner.cfg if runner is not None else base_config(profile, overrides)
     out_dir = Path(out_dir)
-    runner = DemoRunner(cfg, verbose)
+    runner = runner or DemoRunner(cfg, verbose)
     runner.log(f"meal-lite demo: profile {profile}, {cfg.data.dataset} data, held-out split '{runner.eval_split}'")
     runner.log(f"settings: {asdict(settings)}")
 
@@ -190,10 +200,12 @@ def run_demo(
 
     values = {row: [] for row in ROWS}
     curves = {row: [] for row in ROWS}
+    models: dict[str, nn.Module] = {}
     for seed in range(settings.seeds):
         base_cfg = run_config(cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=seed)
         baseline, history = runner.train(base_cfg)
         values["baseline"].append(runner.evaluate(baseline)["top1"])
+        models["baseline"] = baseline
         curves["baseline"].append([m.get("val_top1") for m in history])
         state = copy.deepcopy(baseline.state_dict())
         for row, objective in CONTINUATIONS.items():
@@ -207,6 +219,7 @@ def run_demo(
             )
             model, history = runner.train(run_cfg, init_state=state)
             values[row].append(runner.evaluate(model)["top1"])
+            models[row] = model
             curves[row].append([m.get("val_top1") for m in history])
         runner.log(
             f"  seed {seed}: " + ", ".join(f"{row} {values[row][-1]:.2f}" for row in ROWS)
@@ -252,6 +265,8 @@ def run_demo(
     if verbose:
         print(format_table(report))
         print(f"wrote {out_dir / 'results.json'} and {out_dir / 'curves.png'} in {wall:.0f} s")
+    if keep_models:
+        report["models"] = models
     return report
 
 

@@ -565,7 +565,17 @@ def create_teacher(
 
     target = dataset_num_classes(dataset) if num_classes is None else int(num_classes)
     digits = dataset == "digits"
-    model = create_model(name, pretrained=pretrained, weights=weights, in_chans=1 if digits else None, role="teacher")
+    # A teacher with neither pretrained nor given weights is random: build it with the data's classes
+    # directly (useful for smoke tests; a real run always gives weights).
+    random_init = not pretrained and weights is None
+    model = create_model(
+        name,
+        num_classes=target if random_init else None,
+        pretrained=pretrained,
+        weights=weights,
+        in_chans=1 if digits else None,
+        role="teacher",
+    )
     teacher_config = dict(data_config or DIGITS_DATA_CONFIG) if digits else model_data_config(model)
     model = adapt_to_dataset(model, dataset, target, name=name)
     return model.eval(), teacher_config

@@ -114,7 +114,7 @@ def train_digits_model(cfg, *, init_state: Mapping[str, torch.Tensor] | None = N
     teachers = None
     if cfg.loss.objective != "ce":
         teachers = digits_teachers(cfg, num_classes=10, data_config=data_config)
-    trainer = Trainer(model, train_loader, val_loader, teacher_source=teachers, cfg=cfg, out_dir=None)
+    trainer = Trainer(model, train_loader, val_loader, teacher_source=teachers, cfg=cfg, out_dir=None, verbose=False)
     history = trainer.fit()
     return trainer.student.eval(), history
 
@@ -146,11 +146,13 @@ def digits_teachers(
     num_classes: int = 10,
     data_config: Mapping[str, Any] | None = None,
     *,
-    recipes: Sequence[TeacherRecipe] = DIGITS_TEACHERS,
+    recipes: Sequence[TeacherRecipe] | None = None,
     cache_dir: str | Path | None = None,
     verbose: bool = True,
 ):
     """The frozen :class:`~meal_lite.ensemble.TeacherEnsemble` of locally trained digits teachers.
+
+    ``recipes`` defaults to :data:`DIGITS_TEACHERS` (looked up at call time).
 
     This is what the ``digits`` teacher preset resolves to. The image size comes from ``data_config``
     (or ``cfg.data.image_size``); teachers and student share the digits normalisation, so no input
@@ -168,6 +170,7 @@ def digits_teachers(
         image_size = int(cfg.data.image_size)
     else:
         image_size = DIGITS_DEFAULT_SIZE
+    recipes = DIGITS_TEACHERS if recipes is None else tuple(recipes)
     models = [load_or_train_teacher(r, image_size, cache_dir, verbose) for r in recipes]
     temperature = float(getattr(getattr(cfg, "loss", None), "temperature", 1.0)) if cfg is not None else 1.0
     ensemble = TeacherEnsemble(models, temperature=temperature)
