@@ -95,6 +95,13 @@ class _Adapted(nn.Module):
     def __init__(self, teacher: nn.Module, adapter: nn.Module | None) -> None:
         super().__init__()
         self.teacher, self.adapter = teacher, adapter
+        self.eval()
+
+    def train(self, mode: bool = True) -> "_Adapted":
+        # A teacher is frozen: whatever mode a caller restores, its BatchNorm keeps its running stats.
+        super().train(mode)
+        self.teacher.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.teacher(self.adapter(x) if self.adapter is not None else x)
@@ -152,6 +159,7 @@ class DemoRunner:
             self.datasets["train"], cfg.data.batch_size, train=True, num_workers=cfg.data.num_workers, seed=cfg.train.seed
         )
         source = self.teachers if cfg.loss.objective != "ce" else None
+        self.teachers.temperature = cfg.loss.temperature  # the target's T must match the loss's T
         trainer = Trainer(
             student, train_loader, self.val_loader, teacher_source=source, cfg=cfg, out_dir=None, verbose=self.verbose_epochs
         )

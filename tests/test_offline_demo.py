@@ -75,3 +75,16 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
     assert paired == pytest.approx(expected)
     assert results["wall_seconds"] > 0
     assert (out / "curves.png").stat().st_size > 1000
+
+
+def test_teacher_classifiers_never_put_a_teacher_in_train_mode(tiny_teachers):
+    from meal_lite.demo import teacher_classifiers
+    from meal_lite.trainer import evaluate
+
+    ensemble = offline.digits_teachers(verbose=False)
+    wrapped = teacher_classifiers(ensemble)
+    batch = [(torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,)))]
+    for model in wrapped.values():
+        model.train()
+        evaluate(model, batch, "cpu")
+    assert not any(m.training for t in ensemble.teachers for m in t.modules())
