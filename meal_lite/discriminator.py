@@ -19,7 +19,8 @@ What the official code does, and what produced the published numbers (the defaul
 - the optimiser gives the discriminator its own parameter group at lr 1e-4, but the official per-epoch
   learning-rate setter loops over *all* groups and so overwrites it with the student's lr at the start
   of every epoch. The trainer reproduces that only with ``discriminator.lr_follows_student: true``
-  (default false, i.e. the 1e-4 the code intended).
+  (default false: the discriminator starts at the 1e-4 the code intended and follows the same step
+  schedule as the student, so it drops tenfold at each milestone too).
 
 ``mode="adversarial"`` is the paper's reading: the student logits pass through a gradient-reversal
 layer, so one joint backward trains the discriminator to minimise the BCE while the student maximises
