@@ -15,6 +15,8 @@ from meal_lite.checkpoint import load_checkpoint
 from meal_lite.cli import main, split_config_args
 from meal_lite.errors import ConfigError
 
+from tiny_run import write_tiny_digits_config
+
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "meal-lite"
 
@@ -30,26 +32,7 @@ def run_cli(*args, cwd):
 @pytest.fixture(scope="module")
 def tiny_digits_config(tmp_path_factory):
     """A digits run with a tiny timm student and two random-weight local teachers (no network)."""
-    import timm
-
-    folder = tmp_path_factory.mktemp("cli")
-    teachers = []
-    for i, name in enumerate(["mobilenetv3_small_050", "mobilenetv3_small_050"]):
-        torch.manual_seed(i)
-        path = folder / f"teacher{i}.pt"
-        torch.save(timm.create_model(name, num_classes=10, in_chans=1).state_dict(), path)
-        teachers.append({"name": name, "pretrained": False, "weights": str(path)})
-    config = {
-        "profile": "offline",
-        "data": {"dataset": "digits", "image_size": 32, "batch_size": 16, "num_workers": 0},
-        "student": {"name": "mobilenetv3_small_050", "pretrained": False},
-        "teachers": teachers,
-        "optim": {"lr": 0.01, "milestones": [1]},
-        "train": {"epochs": 1, "device": "cpu", "progress": False, "limit_batches": 2},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    return path
+    return write_tiny_digits_config(tmp_path_factory.mktemp("cli"))
 
 
 @pytest.fixture(scope="module")

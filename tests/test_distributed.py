@@ -11,29 +11,14 @@ import torch
 
 from meal_lite.checkpoint import load_checkpoint
 
+from tiny_run import write_tiny_digits_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_torchrun_two_processes_train_and_only_rank0_writes(tmp_path):
-    import timm
-
-    teachers = []
-    for i in range(2):
-        torch.manual_seed(i)
-        path = tmp_path / f"teacher{i}.pt"
-        torch.save(timm.create_model("mobilenetv3_small_050", num_classes=10, in_chans=1).state_dict(), path)
-        teachers.append({"name": "mobilenetv3_small_050", "pretrained": False, "weights": str(path)})
-    config = {
-        "profile": "offline",
-        "data": {"dataset": "digits", "image_size": 32, "batch_size": 32, "num_workers": 0},
-        "student": {"name": "mobilenetv3_small_050", "pretrained": False},
-        "teachers": teachers,
-        "optim": {"lr": 0.01, "milestones": [1]},
-        "train": {"epochs": 2, "device": "cpu", "progress": False, "limit_batches": 3, "out": str(tmp_path / "run")},
-    }
-    cfg_path = tmp_path / "ddp.yaml"
-    cfg_path.write_text(json.dumps(config))
+    cfg_path = write_tiny_digits_config(tmp_path, epochs=2, batch_size=32, out=tmp_path / "run")
     env = dict(os.environ, HF_HUB_OFFLINE="1", MEAL_LITE_PROFILE="offline", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

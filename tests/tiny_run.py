@@ -108,3 +108,31 @@ class KillAfter:
     def __call__(self, trainer, epoch, metrics) -> None:
         if epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+def write_tiny_digits_config(folder, *, epochs=1, batch_size=16, out=None, seed=0):
+    """A digits run config (JSON is YAML) with a tiny student and two random-weight local teachers."""
+    import json
+
+    import timm
+
+    teachers = []
+    for i in range(2):
+        torch.manual_seed(seed + i)
+        path = folder / f"teacher{i}.pt"
+        torch.save(timm.create_model("mobilenetv3_small_050", num_classes=10, in_chans=1).state_dict(), path)
+        teachers.append({"name": "mobilenetv3_small_050", "pretrained": False, "weights": str(path)})
+    train = {"epochs": epochs, "device": "cpu", "progress": False, "limit_batches": 2 if epochs == 1 else 3}
+    if out is not None:
+        train["out"] = str(out)
+    config = {
+        "profile": "offline",
+        "data": {"dataset": "digits", "image_size": 32, "batch_size": batch_size, "num_workers": 0},
+        "student": {"name": "mobilenetv3_small_050", "pretrained": False},
+        "teachers": teachers,
+        "optim": {"lr": 0.01, "milestones": [1]},
+        "train": train,
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(json.dumps(config))
+    return path
