@@ -89,29 +89,20 @@ class EnsembleClassifier(nn.Module):
         return self.ensemble(x).probs.clamp_min(1e-12).log()
 
 
-class _Adapted(nn.Module):
-    """One teacher seen through its input adapter, so it can be evaluated on the student's batches."""
-
-    def __init__(self, teacher: nn.Module, adapter: nn.Module | None) -> None:
-        super().__init__()
-        self.teacher, self.adapter = teacher, adapter
-        self.eval()
-
-    def train(self, mode: bool = True) -> "_Adapted":
-        # A teacher is frozen: whatever mode a caller restores, its BatchNorm keeps its running stats.
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher(self.adapter(x) if self.adapter is not None else x)
-
-
 def teacher_classifiers(ensemble) -> dict[str, nn.Module]:
-    """``{name: model}`` for each teacher of an ensemble, each behind its own input adapter."""
-    adapters = list(getattr(ensemble, "adapters", None) or [None] * len(ensemble.teachers))
+    """``{name: classifier}`` for each teacher of an ensemble, to evaluate the members one by one.
+
+    Each member becomes a one-teacher :class:`~meal_lite.ensemble.TeacherEnsemble` (same module, same
+    input adapter) behind :class:`EnsembleClassifier`, so the ensemble's own freezing applies: no caller
+    can put a teacher's BatchNorm back in training mode.
+    """
+    from .ensemble import TeacherEnsemble
+
     names = getattr(ensemble, "teacher_names", None) or [f"teacher{i}" for i in range(len(ensemble.teachers))]
-    return {name: _Adapted(t, a) for name, t, a in zip(names, ensemble.teachers, adapters)}
+    return {
+        name: EnsembleClassifier(TeacherEnsemble([teacher], [adapter]))
+        for name, teacher, adapter in zip(names, ensemble.teachers, ensemble.adapters)
+    }
 
 
 class DemoRunner:
@@ -126,8 +117,7 @@ class DemoRunner:
         self.verbose = verbose
         self.verbose_epochs = verbose_epochs  # one line per training epoch (off: one line per seed)
         self.device = resolve_device(cfg.train.device)
-        probe, self.data_config = create_student(cfg)
-        self.num_classes = int(probe.num_classes) if hasattr(probe, "num_classes") else None
+        _, self.data_config = create_student(cfg)
         self.datasets = build_datasets(cfg.data, self.data_config)
         self.num_classes = self.datasets.num_classes
         self.eval_split = "test" if "test" in self.datasets else "val"
@@ -159,7 +149,6 @@ class DemoRunner:
             self.datasets["train"], cfg.data.batch_size, train=True, num_workers=cfg.data.num_workers, seed=cfg.train.seed
         )
         source = self.teachers if cfg.loss.objective != "ce" else None
-        self.teachers.temperature = cfg.loss.temperature  # the target's T must match the loss's T
         trainer = Trainer(
             student, train_loader, self.val_loader, teacher_source=source, cfg=cfg, out_dir=None, verbose=self.verbose_epochs
         )
@@ -188,8 +177,11 @@ def run_demo(
     teachers). With ``keep_models`` the returned report also holds ``models``: the last seed's
     trained students by row, for inspection (they are not written to disk).
     """
+    from .errors import ConfigError
     from .profiles import resolve_profile
 
+    if runner is not None and overrides:
+        raise ConfigError("run_demo got both a runner and config overrides; apply the overrides to runner.cfg instead.")
     started = time.perf_counter()
     profile = resolve_profile(profile)
     settings = settings or PROFILE_SETTINGS[profile]

@@ -351,6 +351,9 @@ class Trainer:
                 f"loss.objective={self.objective} needs a teacher source with a targets(images, batch) method "
                 f"(e.g. a TeacherEnsemble); pass teacher_source= or use loss.objective=ce."
             )
+        if hasattr(source, "temperature"):
+            # The loss divides the student's logits by T; the target must be softened by the same T.
+            source.temperature = self.cfg.loss.temperature
         if isinstance(source, nn.Module):
             memory_format = torch.channels_last if self.cfg.train.channels_last else torch.preserve_format
             source.to(self.device, memory_format=memory_format).eval()
@@ -608,7 +611,6 @@ def train_from_config(cfg: Config, *, callbacks: Sequence[Callback] = (), ctx: D
     teachers = None
     if cfg.loss.objective != "ce":
         teachers = models_lib.create_teachers(cfg, num_classes, datasets.data_config)
-        teachers.temperature = cfg.loss.temperature
         _check_teacher_classes(teachers, num_classes)
     _check_one_sample(student, teachers, datasets, num_classes)
     discriminator = None

@@ -197,3 +197,11 @@ def test_channels_last_option_trains_on_cpu():
     assert trainer.student.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     metrics = trainer.fit()[0]
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+
+
+def test_trainer_softens_the_target_with_the_loss_temperature():
+    cfg = tiny_config()
+    cfg.loss.objective = "kl"
+    cfg.loss.temperature = 4.0
+    trainer = make_trainer(cfg)
+    assert trainer.teacher_source.temperature == 4.0  # the ensemble was built at T=1
