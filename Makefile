@@ -41,7 +41,7 @@ browser-deps:
 	fi
 
 test: $(STAMP) browser-deps
-	HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest tests \
+	HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest -p executed_notebooks tests \
 	  book --nbval-lax --nbval-current-env \
 	  --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
 

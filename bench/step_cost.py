@@ -1,6 +1,6 @@
 """What one MEAL V2 training step costs next to a plain cross-entropy step of the same student.
 
-Timing lives here, never in the tests. Runs the package's own Trainer step (loss, ensemble,
+Timing lives here, never in the tests. Runs the package's own public step (``Trainer.train_step``) (loss, ensemble,
 discriminator, one joint optimiser) on random images and prints images per second for the
 objectives ``ce``, ``kl`` and ``meal``, plus the ratio to ``ce``.
 
@@ -16,9 +16,9 @@ import time
 import torch
 
 from meal_lite.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig
-from meal_lite.discriminator import make_discriminator
 from meal_lite.ensemble import TeacherEnsemble
 from meal_lite.models import create_model
+from meal_lite.objective import Objective
 from meal_lite.trainer import Trainer
 
 
@@ -34,17 +34,16 @@ def measure(objective: str, args: argparse.Namespace) -> float:
     )
     student = create_model(args.student, num_classes=n, in_chans=args.in_chans)
     teachers = TeacherEnsemble([create_model(t, num_classes=n, in_chans=args.in_chans) for t in args.teachers])
-    disc = make_discriminator(n, "official") if objective == "meal" else None
     images = torch.randn(args.batch, args.in_chans, args.size, args.size)
     labels = torch.randint(0, n, (args.batch,))
     batches = [(images, labels)] * (args.warmup + args.steps)
-    trainer = Trainer(student, batches, None, teacher_source=teachers, discriminator=disc, cfg=cfg, verbose=False)
-    trainer.model.train()
-    for step, batch in enumerate(batches[: args.warmup]):
-        trainer._train_step(batch, 0, step)
+    trainer = Trainer(Objective(student, objective, teachers, num_classes=n), batches, cfg=cfg, verbose=False)
+    trainer.objective.train()
+    for batch in batches[: args.warmup]:
+        trainer.train_step(batch)
     started = time.perf_counter()
-    for step, batch in enumerate(batches[args.warmup :]):
-        trainer._train_step(batch, 0, step)
+    for batch in batches[args.warmup :]:
+        trainer.train_step(batch)
     return args.batch * args.steps / (time.perf_counter() - started)
 
 

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .distributed import cleanup
-    from .trainer import train_from_config
+    from .run import train_from_config
 
     path, overrides = split_config_args(args.args)
     cfg = load_config(path, overrides, profile=args.profile)
@@ -144,12 +144,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _run_demo(argv: list[str]) -> int:
     """Delegate to :func:`meal_lite.demo.main` with the arguments after ``demo``."""
-    try:
-        from . import demo
-    except ImportError as exc:
-        if exc.name != f"{__package__}.demo":
-            raise
-        raise ConfigError("The demo module (meal_lite.demo) is not installed in this version of meal-lite.") from None
+    from . import demo
+
     result = demo.main(argv)
     return result if isinstance(result, int) else 0
 

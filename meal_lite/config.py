@@ -11,23 +11,18 @@ and the official code's values (SGD, lr 0.01 -> 0.001 at epoch 100, 180 epochs, 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
-import yaml
-
+from .data import NUM_CLASSES
+from .discriminator import DISCRIMINATOR_MODES
 from .errors import ConfigError
+from .imagefolders import IMAGENETTE_SIZES
+from .objective import DISCRIMINATOR_INPUTS, DISTILLATION_LOSSES, OBJECTIVES
 from .profiles import profile_config_path, resolve_profile
+from .typed_config import apply_override, build, dump_yaml, parse_override, read_yaml
 
-DATASETS = ("digits", "imagenette", "imagenet")
-IMAGENETTE_SIZES = ("160px", "320px", "full")
-OBJECTIVES = ("ce", "kl", "meal")
-DISCRIMINATOR_MODES = ("official", "adversarial")
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -60,8 +55,9 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
-    """One teacher of the ensemble."""
+    """One teacher of the ensemble (in YAML, a bare timm name is short for ``{name: ...}``)."""
 
+    SHORTHAND: ClassVar[str] = "name"
     name: str = ""
     pretrained: bool = True
     weights: str | None = None
@@ -73,6 +69,7 @@ class LossConfig:
 
     temperature: float = 1.0  # MEAL V2 uses 1 (no temperature)
     objective: str = "meal"
+    distillation: str = "soft_ce"  # soft_ce (the official loss) | kl (same gradient, reads 0 at a perfect match)
 
 
 @dataclass
@@ -83,6 +80,7 @@ class DiscriminatorConfig:
     reduction: int = 8
     lr: float = 1e-4
     weight: float = 1.0
+    input: str = "logits"  # logits: student vs mean teacher logits (official); probs: softmaxes (cached labels)
     # The official code sets *every* parameter group's lr to the student's lr at each epoch start,
     # so its discriminator actually trains at 0.01/0.001, not 1e-4. true reproduces that overwrite.
     lr_follows_student: bool = False
@@ -132,199 +130,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-# --------------------------------------------------------------------------------------------------
-# Type checking driven by the dataclass annotations
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    """Resolved annotations of a dataclass (the module uses postponed annotations)."""
-    return typing.get_type_hints(cls)
-
-
-def _type_name(tp: Any) -> str:
-    """Human-readable name of an annotation, e.g. ``int or null``, ``list of int``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        parts = [_type_name(a) for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(parts) + " or null"
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        return f"list of {_type_name(item)}"
-    if dataclasses.is_dataclass(tp):
-        return "mapping" if tp is not TeacherConfig else "teacher (a name or a mapping)"
-    return getattr(tp, "__name__", str(tp))
-
-
-class _TypeMismatch(Exception):
-    """Internal: a value does not fit an annotation (turned into a ConfigError with the key)."""
-
-
-def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Return ``value`` checked (and minimally converted) against annotation ``tp``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        for arg in args:
-            try:
-                return _coerce(value, arg, key, where)
-            except _TypeMismatch:
-                continue
-        raise _TypeMismatch
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _TypeMismatch
-        (item_tp,) = typing.get_args(tp)
-        return [_coerce(v, item_tp, key, where) for v in value]
-    if tp is TeacherConfig:
-        if isinstance(value, str):  # shorthand: a bare timm name
-            return TeacherConfig(name=value)
-        if isinstance(value, dict):
-            return _build(TeacherConfig, value, f"{key}[]", where)
-        raise _TypeMismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _TypeMismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _TypeMismatch
-    if tp is float:  # finite numbers only
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            # YAML 1.1 reads "1e-4" (no dot) as a string; accept what Python reads as a number.
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None or not math.isfinite(number):
-            raise _TypeMismatch
-        return number
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _TypeMismatch
-    raise _TypeMismatch
-
-
-def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Coerce one value or raise a one-sentence ConfigError naming key, expected type and value."""
-    try:
-        return _coerce(value, tp, key, where)
-    except _TypeMismatch:
-        raise ConfigError(
-            f"Config key '{key}' {where} expects {_type_name(tp)}, but was given {value!r} "
-            f"({type(value).__name__})."
-        ) from None
-
-
-def _unknown_key_error(key: str, section: str, valid: Sequence[str], where: str) -> ConfigError:
-    """One sentence: the unknown key, a close match if any, and every valid key of the section."""
-    leaf = key.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(leaf, valid, n=1)
-    full = f"{section}.{close[0]}" if close and section else (close[0] if close else "")
-    hint = f" (did you mean '{full}'?)" if close else ""
-    scope = f"section '{section}'" if section else "the top level"
-    return ConfigError(
-        f"Unknown config key '{key}' {where}{hint}; valid keys of {scope} are: {', '.join(valid)}."
-    )
-
-
-def _build(cls: type, mapping: Any, prefix: str, where: str) -> Any:
-    """Build dataclass ``cls`` from a (possibly partial) mapping, checking keys and types."""
-    if not isinstance(mapping, dict):
-        raise ConfigError(
-            f"Config section '{prefix or 'top level'}' {where} must be a mapping of keys to values, "
-            f"but was given {mapping!r}."
-        )
-    hints = _field_types(cls)
-    kwargs = {}
-    for key, value in mapping.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in hints:
-            raise _unknown_key_error(full, prefix, list(hints), where)
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp) and tp is not TeacherConfig:
-            kwargs[key] = _build(tp, value if value is not None else {}, full, where)
-        else:
-            kwargs[key] = _check_value(value, tp, full, where)
-    try:
-        return cls(**kwargs)
-    except TypeError:  # a required field (only TeacherConfig.name) is missing
-        raise ConfigError(f"Config entry '{prefix}' {where} needs a 'name' key.") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading, overriding, printing
-
-
-def _read_yaml(path: Path) -> dict:
-    """Read a YAML mapping or raise a one-sentence ConfigError."""
-    if not path.is_file():
-        raise ConfigError(
-            f"Config file '{path}' does not exist; pass the path of a YAML file (examples are in "
-            f"configs/) or omit it to use the profile's default."
-        )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" near line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"Config file '{path}' is not valid YAML{line}; fix its syntax.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"Config file '{path}' must hold a mapping of sections, not {type(data).__name__}.")
-    return data
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b=value`` into (["a", "b"], parsed value); the value is read as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"Override '{text}' is not of the form section.key=value (e.g. train.epochs=3).")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"Override '{text}' has an empty key; write it as section.key=value.")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw  # not YAML: keep the raw text, the type check decides
-    return key.split("."), value
-
-
-def _apply_override(data: dict, parts: list[str], value: Any, text: str) -> None:
-    """Set ``data[parts[0]][parts[1]]... = value``, checking the path against the dataclasses."""
-    cls: Any = Config
-    node = data
-    for depth, part in enumerate(parts):
-        hints = _field_types(cls)
-        prefix = ".".join(parts[:depth])
-        if part not in hints:
-            raise _unknown_key_error(".".join(parts[: depth + 1]), prefix, list(hints), "from the command line")
-        tp = hints[part]
-        last = depth == len(parts) - 1
-        if last:
-            if not (dataclasses.is_dataclass(tp) and tp is not TeacherConfig):
-                _check_value(value, tp, ".".join(parts), "from the command line")
-            node[part] = value
-            return
-        if not dataclasses.is_dataclass(tp) or tp is TeacherConfig:
-            raise ConfigError(
-                f"Override '{text}' goes below '{'.'.join(parts[:depth + 1])}', which is a single value; "
-                f"write {'.'.join(parts[:depth + 1])}=VALUE."
-            )
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node, cls = child, tp
-
-
 def load_config(
     path: str | Path | None = None, overrides: Sequence[str] = (), profile: str | None = None
 ) -> Config:
@@ -340,11 +145,11 @@ def load_config(
     if path is None:
         path = profile_config_path(resolve_profile(profile))
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     for text in overrides:
-        parts, value = _parse_override(text)
-        _apply_override(data, parts, value, text)
-    cfg = _build(Config, data, "", f"in {path}")
+        parts, value = parse_override(text)
+        apply_override(Config, data, parts, value, text)
+    cfg = build(Config, data, "", f"in {path}")
     if profile is not None or "profile" not in data:
         cfg.profile = resolve_profile(profile)
     else:
@@ -369,9 +174,11 @@ def _at_least(value: float | None, key: str, low: float, strict: bool = False) -
 
 def validate_config(cfg: Config) -> None:
     """Check value ranges and choices (types are already checked); raise a one-sentence ConfigError."""
-    _choice(cfg.data.dataset, "data.dataset", DATASETS)
+    _choice(cfg.data.dataset, "data.dataset", tuple(NUM_CLASSES))
     _choice(cfg.data.imagenette_size, "data.imagenette_size", IMAGENETTE_SIZES)
     _choice(cfg.loss.objective, "loss.objective", OBJECTIVES)
+    _choice(cfg.loss.distillation, "loss.distillation", tuple(DISTILLATION_LOSSES))
+    _choice(cfg.discriminator.input, "discriminator.input", DISCRIMINATOR_INPUTS)
     _choice(cfg.discriminator.mode, "discriminator.mode", DISCRIMINATOR_MODES)
     _choice(cfg.optim.name, "optim.name", OPTIMIZERS)
     _choice(cfg.train.amp, "train.amp", AMP_MODES)
@@ -420,23 +227,20 @@ def config_to_dict(cfg: Config) -> dict:
 
 def config_from_dict(data: dict) -> Config:
     """Inverse of :func:`config_to_dict` with the same key and type checks."""
-    cfg = _build(Config, data, "", "in the given mapping")
+    cfg = build(Config, data, "", "in the given mapping")
     validate_config(cfg)
     return cfg
 
 
-class _ConfigDumper(yaml.SafeDumper):
-    """YAML dumper writing sections as blocks and lists of scalars inline (``milestones: [100]``)."""
+def format_config(cfg: Config, sections: Sequence[str] | None = None) -> str:
+    """The resolved configuration as YAML text (what a run prints at its start); it loads back as is.
 
-
-def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
-    inline = all(not isinstance(item, (dict, list)) for item in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=inline)
-
-
-_ConfigDumper.add_representer(list, _represent_list)
-
-
-def format_config(cfg: Config) -> str:
-    """The resolved configuration as YAML text (what a run prints at its start); it loads back as is."""
-    return yaml.dump(config_to_dict(cfg), Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False)
+    ``sections`` keeps only those top-level keys (e.g. ``["data", "student"]``), in that order.
+    """
+    data = config_to_dict(cfg)
+    if sections is not None:
+        unknown = [s for s in sections if s not in data]
+        if unknown:
+            raise ConfigError(f"Unknown config section(s) {', '.join(unknown)}; use some of {', '.join(data)}.")
+        data = {s: data[s] for s in sections}
+    return dump_yaml(data)

@@ -44,7 +44,10 @@ __all__ = [
     "GradientReversal",
     "grad_reverse",
     "discriminator_targets",
+    "discriminator_outputs",
+    "discriminator_bce",
     "discriminator_loss",
+    "discriminator_correct",
     "discriminator_accuracy",
     "make_discriminator",
 ]
@@ -128,6 +131,34 @@ def discriminator_targets(
     return targets
 
 
+def discriminator_outputs(
+    disc: nn.Module, student_side: torch.Tensor, teacher_side: torch.Tensor, mode: str = "official"
+) -> torch.Tensor:
+    """``disc(cat([student, teacher]))``: the discriminator's ``(n_s + n_t, 2)`` scores, student rows first.
+
+    ``teacher_side`` is detached: no gradient ever reaches the teachers. In ``"official"`` mode the
+    student side enters as it is, so the student also descends the discriminator's loss (the joint
+    regulariser). In ``"adversarial"`` mode it passes through :func:`grad_reverse`, so the student ascends
+    the loss while the discriminator still descends it. Both sides are used in float32.
+    """
+    _check_mode(mode)
+    if student_side.dim() != 2 or teacher_side.dim() != 2 or student_side.shape[1] != teacher_side.shape[1]:
+        raise ModelError(
+            f"Student outputs {tuple(student_side.shape)} and teacher outputs {tuple(teacher_side.shape)} "
+            "must both be (batch, classes) with the same number of classes."
+        )
+    student = student_side.float()
+    if mode == "adversarial":
+        student = grad_reverse(student)
+    return disc(torch.cat([student, teacher_side.detach().float()], dim=0))
+
+
+def discriminator_bce(outputs: torch.Tensor, n_student: int) -> torch.Tensor:
+    """``BCEWithLogits(outputs, targets)`` averaged over all rows and both columns (the official loss)."""
+    targets = discriminator_targets(n_student, outputs.shape[0] - n_student, device=outputs.device, dtype=outputs.dtype)
+    return F.binary_cross_entropy_with_logits(outputs, targets)
+
+
 def discriminator_loss(
     disc: nn.Module,
     student_logits: torch.Tensor,
@@ -138,44 +169,35 @@ def discriminator_loss(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``BCEWithLogits(disc(cat([student, teacher])), targets)``, averaged over all rows and both columns.
 
-    ``teacher_logits`` are the mean teacher logits (``EnsembleOutput.logits``) and are detached: no
-    gradient ever reaches the teachers. In ``"official"`` mode the student logits enter as they are,
-    so the student also descends this loss (joint regulariser). In ``"adversarial"`` mode they pass
-    through :func:`grad_reverse`, so the student ascends it while the discriminator still descends it.
-
-    With ``return_outputs=True`` returns ``(loss, outputs)`` where ``outputs`` is the detached
+    ``teacher_logits`` are the mean teacher logits (``EnsembleOutput.logits``); see
+    :func:`discriminator_outputs` for what each mode does with the gradients. With
+    ``return_outputs=True`` returns ``(loss, outputs)`` where ``outputs`` is the detached
     ``(n_s + n_t, 2)`` discriminator output, for :func:`discriminator_accuracy`.
     """
-    _check_mode(mode)
-    if student_logits.dim() != 2 or teacher_logits.dim() != 2 or student_logits.shape[1] != teacher_logits.shape[1]:
-        raise ModelError(
-            f"Student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
-            "must both be (batch, classes) with the same number of classes."
-        )
-    student = student_logits.float()
-    if mode == "adversarial":
-        student = grad_reverse(student)
-    teacher = teacher_logits.detach().float()
-    outputs = disc(torch.cat([student, teacher], dim=0))
-    targets = discriminator_targets(student.shape[0], teacher.shape[0], device=outputs.device, dtype=outputs.dtype)
-    loss = F.binary_cross_entropy_with_logits(outputs, targets)
+    outputs = discriminator_outputs(disc, student_logits, teacher_logits, mode)
+    loss = discriminator_bce(outputs, student_logits.shape[0])
     if return_outputs:
         return loss, outputs.detach()
     return loss
 
 
 @torch.no_grad()
-def discriminator_accuracy(outputs: torch.Tensor, n_student: int) -> float:
-    """Fraction of rows the discriminator classifies right (argmax column 0 = student, 1 = teacher).
+def discriminator_correct(outputs: torch.Tensor, n_student: int) -> torch.Tensor:
+    """Per row of ``disc(cat([student, teacher]))``: did the discriminator classify it right? (bool, no sync)
 
-    ``outputs`` is ``disc(cat([student, teacher]))``; its first ``n_student`` rows are students. With the
+    Its first ``n_student`` rows are students (argmax column 0), the rest teachers (column 1). With the
     official final ReLU both scores can be 0; such ties count as "student" (argmax picks column 0).
     """
-    if outputs.shape[0] == 0:
-        return float("nan")
     truth = torch.ones(outputs.shape[0], dtype=torch.long, device=outputs.device)
     truth[:n_student] = 0
-    return (outputs.argmax(dim=1) == truth).float().mean().item()
+    return outputs.argmax(dim=1) == truth
+
+
+def discriminator_accuracy(outputs: torch.Tensor, n_student: int) -> float:
+    """Fraction of rows the discriminator classifies right (see :func:`discriminator_correct`)."""
+    if outputs.shape[0] == 0:
+        return float("nan")
+    return discriminator_correct(outputs, n_student).float().mean().item()
 
 
 def make_discriminator(num_classes: int, mode: str = "official", reduction: int = 8) -> Discriminator:

@@ -17,17 +17,19 @@ Frozen means three things here, all enforced by :class:`TeacherEnsemble`:
   that holds it leaves the teachers (dropout, BatchNorm running statistics) in eval mode. The official
   code gets the same effect by keeping its teachers in a plain Python list that ``.train()`` never
   reaches; registering them as submodules instead lets ``.to(device)`` move them with everything else;
-- never updated: with no gradients an optimiser step leaves them bit for bit unchanged, even if their
-  parameters end up in its parameter list by accident.
+- never updated: with no gradient (and any stale one from the teacher's own training cleared at
+  construction) an optimiser step leaves them bit for bit unchanged, even if their parameters end up
+  in its parameter list by accident.
 
 Teachers may expect different input normalisation or resolution than the data loader produces (e.g. an
 EfficientNet-B4 teacher at 380 px with Inception mean/std next to a ResNet student at 224 px with
 ImageNet mean/std). :class:`InputAdapter` converts a batch per teacher, on the fly, on the device.
 
-:class:`TeacherEnsemble` implements the *teacher-source protocol* the trainer relies on:
-``targets(images, batch) -> EnsembleOutput``. A future cached soft-label source (FKD style) can
-implement the same method, using ``batch`` (the whole batch tuple) to find sample indices or crop
-parameters.
+:class:`TeacherEnsemble` implements the *teacher-source protocol* the objective
+(:mod:`meal_lite.objective`) relies on: ``targets(images, batch) -> EnsembleOutput``. A cached
+soft-label source implements the same method, using ``batch`` (the whole batch tuple) to find sample
+indices or crop parameters. The ensemble has no temperature: its ``probs`` are at T = 1, and the
+objective is the one place where a temperature is applied.
 """
 
 from __future__ import annotations
@@ -41,26 +43,30 @@ from torch import nn
 
 from .errors import ConfigError, ModelError
 
-__all__ = ["EnsembleOutput", "TeacherEnsemble", "InputAdapter", "declared_num_classes"]
+__all__ = ["EnsembleOutput", "TeacherEnsemble", "EnsembleClassifier", "InputAdapter", "declared_num_classes"]
 
 
 @dataclass
 class EnsembleOutput:
-    """What the ensemble gives the trainer for one batch (all float32, no grad).
+    """What a teacher source gives the objective for one batch (float32, no grad).
 
-    probs: ``(N, C)`` mean of the teachers' softmax (at the ensemble's temperature): the KL target.
-    logits: ``(N, C)`` mean of the teachers' raw logits: the discriminator's "teacher" input (official).
-    teacher_logits: ``(K, N, C)`` each teacher's raw logits, for analysis (agreement, calibration...).
+    probs: ``(N, C)`` mean of the teachers' softmax at temperature 1: the KL target. A temperature is
+        applied by the objective (:mod:`meal_lite.objective`), never here.
+    logits: ``(N, C)`` mean of the teachers' raw logits: the discriminator's "teacher" input in the
+        official code; None for sources that store no logits (cached soft labels).
+    teacher_logits: ``(K, N, C)`` each teacher's raw logits (for softening at another temperature and
+        for analysis); None for sources that store no logits.
     """
 
     probs: torch.Tensor
-    logits: torch.Tensor
-    teacher_logits: torch.Tensor
+    logits: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
 
     def to(self, *args: Any, **kwargs: Any) -> "EnsembleOutput":
-        return EnsembleOutput(
-            self.probs.to(*args, **kwargs), self.logits.to(*args, **kwargs), self.teacher_logits.to(*args, **kwargs)
-        )
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(*args, **kwargs)
+
+        return EnsembleOutput(move(self.probs), move(self.logits), move(self.teacher_logits))
 
 
 def _as_tuple(values: Any, name: str) -> tuple[float, ...]:
@@ -187,16 +193,19 @@ class TeacherEnsemble(nn.Module):
 
     Args:
         teachers: the teacher models (at least one). They are registered as submodules, frozen
-            (``requires_grad_(False)``) and put in eval mode, for good.
+            (``requires_grad_(False)``, stale gradients cleared) and put in eval mode, for good.
         input_adapters: optional, one per teacher (None entries = feed the batch as is).
-        temperature: the softmax temperature for ``probs`` (MEAL V2: 1). ``logits`` are never scaled.
+        names: one name per teacher, for tables and plots (default ``teacher0``, ``teacher1``...).
+        data_configs: one timm data config per teacher (what each expects), kept for reference.
     """
 
     def __init__(
         self,
         teachers: Sequence[nn.Module],
         input_adapters: Sequence[InputAdapter | None] | None = None,
-        temperature: float = 1.0,
+        *,
+        names: Sequence[str] | None = None,
+        data_configs: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> None:
         super().__init__()
         teachers = list(teachers)
@@ -204,22 +213,25 @@ class TeacherEnsemble(nn.Module):
             raise ModelError(
                 "A TeacherEnsemble needs at least one teacher; list teachers in the config or set teacher_preset."
             )
-        if input_adapters is None:
-            input_adapters = [None] * len(teachers)
-        input_adapters = list(input_adapters)
-        if len(input_adapters) != len(teachers):
-            raise ModelError(
-                f"Got {len(input_adapters)} input adapters for {len(teachers)} teachers; give one per teacher "
-                "(None where no adaptation is needed)."
-            )
-        if not temperature > 0:
-            raise ConfigError(f"The ensemble temperature must be positive, got {temperature!r}; use e.g. 1.0.")
-        self.temperature = float(temperature)
+        input_adapters = list(input_adapters) if input_adapters is not None else [None] * len(teachers)
+        names = list(names) if names is not None else [f"teacher{i}" for i in range(len(teachers))]
+        data_configs = list(data_configs) if data_configs is not None else [None] * len(teachers)
+        for what, values in (("input adapters", input_adapters), ("names", names), ("data configs", data_configs)):
+            if len(values) != len(teachers):
+                raise ModelError(
+                    f"Got {len(values)} {what} for {len(teachers)} teachers; give one per teacher (None where an "
+                    "input adapter is not needed)."
+                )
         self.teachers = nn.ModuleList(teachers)
         self.adapters = nn.ModuleList(a if a is not None else nn.Identity() for a in input_adapters)
+        self.teacher_names = [str(n) for n in names]
+        self.teacher_data_configs = [dict(c) if c is not None else None for c in data_configs]
         self._observed_num_classes: int | None = None
-        for t in self.teachers:
-            t.requires_grad_(False)
+        for p in self.teachers.parameters():
+            p.requires_grad_(False)
+            # A teacher trained a moment ago still holds its last gradient; an optimiser that (by mistake)
+            # holds its parameters would apply that stale gradient at every step. Gone for good here.
+            p.grad = None
         # Fail at construction (before any training) when the teachers declare different class counts.
         self._declared_num_classes()
         self.train(self.training)
@@ -285,7 +297,7 @@ class TeacherEnsemble(nn.Module):
         teacher_logits = torch.stack([o.float() for o in self.teacher_outputs(x)])  # (K, N, C)
         # Mean of the teachers' probabilities -- NOT softmax(mean logits), which would let a confident
         # teacher dominate and is not what the paper or the official code uses for the KL target.
-        probs = torch.softmax(teacher_logits / self.temperature, dim=-1).mean(dim=0)
+        probs = torch.softmax(teacher_logits, dim=-1).mean(dim=0)
         # Mean of raw logits: what the official code hands the discriminator as the teacher side.
         logits = teacher_logits.mean(dim=0)
         return EnsembleOutput(probs=probs, logits=logits, teacher_logits=teacher_logits)
@@ -295,5 +307,30 @@ class TeacherEnsemble(nn.Module):
         unused here but lets a cached soft-label source look up sample indices or crop parameters."""
         return self(images)
 
+    def members(self) -> dict[str, "EnsembleClassifier"]:
+        """``{name: classifier}`` for each teacher, to evaluate the members one by one.
+
+        Each member becomes a one-teacher ensemble (same module, same input adapter) behind
+        :class:`EnsembleClassifier`, so the ensemble's own freezing applies: no caller can put a
+        teacher's BatchNorm back in training mode.
+        """
+        return {
+            name: EnsembleClassifier(TeacherEnsemble([teacher], [adapter], names=[name], data_configs=[cfg]))
+            for name, teacher, adapter, cfg in zip(
+                self.teacher_names, self.teachers, self.adapters, self.teacher_data_configs
+            )
+        }
+
     def extra_repr(self) -> str:
-        return f"num_teachers={len(self.teachers)}, temperature={self.temperature}"
+        return f"num_teachers={len(self.teachers)}, names={self.teacher_names}"
+
+
+class EnsembleClassifier(nn.Module):
+    """The ensemble as a classifier: log of the averaged probabilities (argmax = ensemble prediction)."""
+
+    def __init__(self, ensemble: TeacherEnsemble) -> None:
+        super().__init__()
+        self.ensemble = ensemble
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ensemble(x).probs.clamp_min(1e-12).log()

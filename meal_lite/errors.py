@@ -28,3 +28,13 @@ class NonFiniteLossError(MealLiteError):
 
 class CheckpointError(MealLiteError):
     """A checkpoint is missing, unreadable or does not fit the run."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its class name when it has none), at most ``limit`` chars.
+
+    Library errors (torch, PIL, torchvision) often span many lines; meal-lite quotes only this line
+    inside its own one-sentence messages.
+    """
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -14,50 +14,83 @@ ImageNette students without any fine-tuning.
 from __future__ import annotations
 
 import os
-from typing import Any
+from contextlib import nullcontext
+from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .data import build_datasets, build_loader, data_config_for, dataset_num_classes
+from .config import DataConfig
+from .data import build_datasets, data_config_for, dataset_num_classes
+from .distributed import all_reduce_sum, resolve_device
 from .errors import ConfigError
+from .loaders import LimitedLoader, build_loader
 from .models import adapt_to_dataset, create_model, model_data_config
 
-__all__ = ["evaluate_checkpoint", "evaluate_model", "resolve_device"]
+__all__ = ["autocast", "evaluate", "evaluate_checkpoint", "prepare_images"]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; otherwise ``torch.device(device)``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"Device {device!r} was asked for but CUDA is not available; use device=cpu or auto.")
-    return dev
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype`` on ``device``, or nothing when ``dtype`` is None (full precision)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-@torch.inference_mode()
-def evaluate_model(model: nn.Module, loader: Any, device: str | torch.device = "cpu") -> dict[str, float]:
-    """Top-1 / top-5 accuracy (percent) and the image count of ``model`` over ``loader``.
+def prepare_images(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A batch of images on ``device``, in channels-last layout when asked."""
+    images = images.to(device, non_blocking=True)
+    if channels_last and images.dim() == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
 
-    With fewer than five classes, "top-5" is top-(number of classes), i.e. 100%.
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    num_classes: int | None = None,
+    *,
+    channels_last: bool = False,
+    wrap: Callable[[Iterable], Iterable] | None = None,
+    limit_batches: int | None = None,
+) -> dict:
+    """Cross-entropy on labels and top-1 / top-5 accuracy (percent) of ``model`` over ``loader``.
+
+    The one evaluation loop of meal-lite: training runs, the demo, the book and ``meal-lite eval``
+    all score models with it. ``limit_batches`` stops after that many batches; ``wrap`` wraps the batch
+    iterable (a progress bar). Top-5 is top-``min(5, classes)``. Under DDP the sums are all-reduced
+    over processes. The model's train/eval mode is restored afterwards.
+    Returns ``{"loss", "top1", "top5", "n"}``.
     """
-    device = resolve_device(device)
-    model = model.to(device).eval()
-    correct1 = correct5 = n = 0
-    for images, labels in loader:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        logits = model(images).float()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        hits = top.eq(labels.view(-1, 1))
-        correct1 += int(hits[:, 0].sum())
-        correct5 += int(hits.any(dim=1).sum())
-        n += labels.numel()
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1 hits, top5 hits, n
+    batches = LimitedLoader(loader, limit_batches)
+    for batch in wrap(batches) if wrap else batches:
+        images = prepare_images(batch[0], device, channels_last)
+        labels = batch[1].to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
+        k = min(5, num_classes or logits.shape[1], logits.shape[1])
+        hits = logits.topk(k, dim=1).indices.eq(labels[:, None])
+        sums += torch.stack(
+            [
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                hits[:, 0].sum().double(),
+                hits.any(dim=1).sum().double(),
+                torch.tensor(float(labels.numel()), dtype=torch.float64, device=device),
+            ]
+        )
+    model.train(was_training)
+    all_reduce_sum(sums)
+    loss, top1, top5, n = sums.tolist()
     if n == 0:
-        return {"top1": float("nan"), "top5": float("nan"), "n": 0}
-    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "n": n}
+        return {"loss": float("nan"), "top1": float("nan"), "top5": float("nan"), "n": 0}
+    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n": int(n)}
 
 
 def evaluate_checkpoint(
@@ -98,8 +131,6 @@ def evaluate_checkpoint(
         ``{"top1": percent, "top5": percent, "n": number of images}``. A 1000-class model on ImageNette
         is scored on the ten ImageNette logits.
     """
-    from .config import DataConfig
-
     n_data = dataset_num_classes(dataset)
     if not weights and not pretrained:
         raise ConfigError("evaluate_checkpoint needs weights (a file or URL) or pretrained=True.")
@@ -128,7 +159,8 @@ def evaluate_checkpoint(
     if split not in splits:
         raise ConfigError(f"Unknown split {split!r} for {dataset}; use one of {', '.join(splits)}.")
     loader = build_loader(splits[split], batch_size, train=False, num_workers=num_workers)
-    result = evaluate_model(model, loader, device)
+    device = resolve_device(device)
+    result = {k: v for k, v in evaluate(model.to(device), loader, device).items() if k != "loss"}
     if verbose:
         source = weights if weights else "timm pretrained weights"
         print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 ROW_LABELS = {
@@ -22,8 +23,6 @@ ROW_COLORS = {"baseline": "0.4", "control": "tab:blue", "kl_only": "tab:orange",
 
 def _new_axes(ax=None, figsize=(6.4, 4.0)):
     if ax is None:
-        import matplotlib.pyplot as plt
-
         _, ax = plt.subplots(figsize=figsize)
     return ax.figure, ax
 

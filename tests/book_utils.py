@@ -172,7 +172,7 @@ def jupyter_book_executable() -> str:
     return found
 
 
-def build_command(out_dir: Path) -> list[str]:
+def build_command(out_dir: Path, source: Path = REPO_ROOT) -> list[str]:
     """The exact build the tests run: every warning is an error, all of them are reported."""
     return [
         jupyter_book_executable(),
@@ -182,12 +182,30 @@ def build_command(out_dir: Path) -> list[str]:
         "--all",  # fresh environment: never reuse a stale doctree
         "--path-output",
         str(out_dir),
-        str(REPO_ROOT),
+        str(source),
     ]
 
 
-def build_book(out_dir: Path, *, profile: str = "offline", timeout: float = BUILD_TIMEOUT_S) -> BuildResult:
-    """Build the whole book into ``out_dir/_build/html`` with the given profile, offline."""
+def stage_executed_book(executed: dict, dest: Path) -> Path:
+    """A copy of the book's sources in ``dest`` whose notebooks are the ``executed`` ones (path -> notebook),
+    with Jupyter Book's execution switched off: building it renders those outputs and runs nothing."""
+    import nbformat
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(TOC_PATH, dest / TOC_PATH.name)
+    config = load_yaml(CONFIG_PATH)
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    (dest / CONFIG_PATH.name).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    shutil.copytree(BOOK_DIR, dest / BOOK_DIR.name, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    for path, nb in executed.items():
+        nbformat.write(nb, dest / Path(path).resolve().relative_to(REPO_ROOT))
+    return dest
+
+
+def build_book(
+    out_dir: Path, *, profile: str = "offline", timeout: float = BUILD_TIMEOUT_S, source: Path = REPO_ROOT
+) -> BuildResult:
+    """Build the whole book from ``source`` into ``out_dir/_build/html`` with the given profile, offline."""
     env = dict(os.environ)
     env.update(
         MEAL_LITE_PROFILE=profile,
@@ -201,8 +219,8 @@ def build_book(out_dir: Path, *, profile: str = "offline", timeout: float = BUIL
     start = time.monotonic()
     try:
         proc = subprocess.run(
-            build_command(out_dir),
-            cwd=REPO_ROOT,
+            build_command(out_dir, source),
+            cwd=source,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,8 @@ What a reader would notice is what this checks, page by page of _toc.yml:
 One screenshot per page goes to this module's tmp folder and, when the environment variable
 MEAL_LITE_SCREENSHOTS names a folder, is copied there too.
 
-Slow: the build executes every chapter (allow up to 20 minutes). Needs Chromium and
+Under `make test` the book is built from the notebooks nbval has just executed (tests/executed_notebooks.py),
+so no chapter runs twice; run alone, the build executes every chapter (allow up to 20 minutes). Needs Chromium and
 chromedriver (Debian: `sudo apt-get install chromium chromium-driver`, or `make browser-deps`);
 without them the browser checks are skipped, except under CI (CI=true), where that is a failure.
 
@@ -44,7 +45,9 @@ from book_utils import (  # noqa: E402  (pytest's default import mode puts tests
     colab_url_for,
     find_chromium,
     resolve_entry,
+    REPO_ROOT,
     running_in_ci,
+    stage_executed_book,
     toc_chapters,
     toc_entries,
 )
@@ -64,12 +67,41 @@ def page_path(entry: str) -> str:
 # Fixtures: build, serve, browse
 
 
+def _executed_by_nbval() -> dict:
+    """The chapters nbval executed in this session: all of them, or {} when nbval did not run here.
+
+    When nbval ran but some chapter did not run to its end, the build would only execute it again and
+    fail the same way: the test stops at once and points at nbval's report instead.
+    """
+    try:
+        from executed_notebooks import RECORDED, executed_notebooks
+    except ImportError:
+        return {}
+    if not RECORDED:
+        return {}
+    executed = executed_notebooks()
+    wanted = {resolve_entry(e).resolve() for e in PAGES if resolve_entry(e) and resolve_entry(e).suffix == ".ipynb"}
+    missing = sorted(str(p.relative_to(REPO_ROOT)) for p in wanted - set(executed))
+    if missing:
+        pytest.fail(f"nbval did not run these chapters to their end, so the book cannot be built from them: "
+                    f"{', '.join(missing)} (see their cell failures above).")
+    return executed
+
+
 @pytest.fixture(scope="module")
 def book_build(tmp_path_factory):
-    """Build the book once for the whole module (offline profile, no Hugging Face network)."""
+    """Build the book once for the whole module (offline profile, no Hugging Face network).
+
+    Under ``make test`` nbval has just executed every chapter; the build renders those outputs instead of
+    executing the chapters a second time. Run alone, the browser test builds (and executes) the book itself.
+    """
     out = tmp_path_factory.mktemp("book")
-    result = build_book(out, profile="offline")
-    print(f"\n[book] {' '.join(build_command(out))}\n[book] built in {result.seconds:.0f} s, exit {result.returncode}")
+    executed = _executed_by_nbval()
+    source = stage_executed_book(executed, tmp_path_factory.mktemp("source")) if executed else REPO_ROOT
+    how = "from the notebooks nbval executed" if executed else "executing every chapter"
+    result = build_book(out, profile="offline", source=source)
+    print(f"\n[book] {' '.join(build_command(out, source))} ({how})\n"
+          f"[book] built in {result.seconds:.0f} s, exit {result.returncode}")
     return result
 
 

@@ -153,10 +153,27 @@ def test_profiles_select_packaged_defaults(monkeypatch):
         load_config(None, profile="cloud")
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_example_configs_load(path):
+SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_example_configs_load_and_say_how_to_launch_them(path):
+    import timm
+
+    from meal_lite.models import teacher_specs
+
     cfg = load_config(path)
-    assert cfg.data.dataset in ("digits", "imagenette", "imagenet")
+    # Its header shows the command that runs it, naming this very file.
+    header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+    assert f"train {path.relative_to(ROOT).as_posix()}" in header
+    # Every model it names is a real timm model (a typo would only surface on a GPU hours later).
+    for name in [cfg.student.name] + [t.name for t in teacher_specs(cfg.teachers, cfg.teacher_preset)]:
+        assert timm.is_model(name.split(".")[0]), name
+
+
+def test_shipped_example_configs_write_to_different_folders():
+    outs = [load_config(path).train.out for path in SHIPPED]
+    assert len(set(outs)) == len(outs)
 
 
 def test_paper_config_has_the_papers_settings():

@@ -1,4 +1,4 @@
-"""Datasets, transforms and loaders (meal_lite.data): digits, ImageNette, ImageNet, samplers, errors."""
+"""Datasets, transforms and loaders (meal_lite.data, .digits, .imagefolders, .transforms, .loaders): errors too."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from torch.utils.data import DistributedSampler
 
 from fake_data import make_fake_imagenet, make_fake_imagenette, write_not_an_image, write_truncated_jpeg
 from meal_lite import data as D
+from meal_lite import digits
+from meal_lite import imagefolders as IF
+from meal_lite import loaders as L
+from meal_lite import transforms as T
 from meal_lite.config import DataConfig
 from meal_lite.errors import ConfigError, DataError
 
@@ -30,11 +34,12 @@ SMALL_CFG = {
 
 
 def test_imagenette_wnids_indices_and_order():
-    # Typed from REFERENCE.md section 4 (indices), in ImageNette's (sorted wnid) order.
-    assert D.IMAGENETTE_IMAGENET_INDICES == (0, 217, 482, 491, 497, 566, 569, 571, 574, 701)
-    assert list(D.IMAGENETTE_WNIDS) == sorted(D.IMAGENETTE_WNIDS)
-    assert len(D.IMAGENETTE_WNIDS) == len(D.IMAGENETTE_CLASSES) == 10
-    assert D.IMAGENETTE_CLASSES[0] == "tench" and D.IMAGENETTE_CLASSES[-1] == "parachute"
+    # ImageNet-1k indices of ImageNette's ten wnids (their ranks among the sorted 1000 ILSVRC-2012
+    # wnids; checked against timm's metadata below), in ImageNette's (sorted wnid) order.
+    assert IF.IMAGENETTE_IMAGENET_INDICES == (0, 217, 482, 491, 497, 566, 569, 571, 574, 701)
+    assert list(IF.IMAGENETTE_WNIDS) == sorted(IF.IMAGENETTE_WNIDS)
+    assert len(IF.IMAGENETTE_WNIDS) == len(IF.IMAGENETTE_CLASSES) == 10
+    assert IF.IMAGENETTE_CLASSES[0] == "tench" and IF.IMAGENETTE_CLASSES[-1] == "parachute"
 
 
 def test_table_agrees_with_timm_imagenet_metadata():
@@ -42,7 +47,7 @@ def test_table_agrees_with_timm_imagenet_metadata():
 
     info = ImageNetInfo()
     names = info.label_names()
-    for wnid, index in D.IMAGENET_INDEX_OF_WNID.items():
+    for wnid, index in IF.IMAGENET_INDEX_OF_WNID.items():
         assert names.index(wnid) == index, wnid
     assert "parachute" in info.index_to_description(701)
 
@@ -50,12 +55,12 @@ def test_table_agrees_with_timm_imagenet_metadata():
 def test_table_agrees_with_torchvision_imagenette():
     from torchvision.datasets import Imagenette
 
-    assert tuple(sorted(Imagenette._WNID_TO_CLASS)) == D.IMAGENETTE_WNIDS
+    assert tuple(sorted(Imagenette._WNID_TO_CLASS)) == IF.IMAGENETTE_WNIDS
 
 
 def test_imagenet_indices_unknown_wnid():
     with pytest.raises(DataError, match="n99999999"):
-        D.imagenet_indices(["n99999999"])
+        IF.imagenet_indices(["n99999999"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -63,8 +68,8 @@ def test_imagenet_indices_unknown_wnid():
 
 
 def test_digits_split_is_fixed_and_stratified():
-    splits = D.digits_datasets(augment=False)
-    assert tuple(len(splits[k]) for k in ("train", "val", "test")) == D.DIGITS_SPLIT == (1097, 200, 500)
+    splits = digits.digits_datasets(augment=False)
+    assert tuple(len(splits[k]) for k in ("train", "val", "test")) == digits.DIGITS_SPLIT == (1097, 200, 500)
     idx = {k: set(v.indices.tolist()) for k, v in splits.items()}
     assert not (idx["train"] & idx["val"]) and not (idx["train"] & idx["test"]) and not (idx["val"] & idx["test"])
     assert len(idx["train"] | idx["val"] | idx["test"]) == 1797
@@ -77,20 +82,20 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_digits_tensors_and_normalisation():
-    ds = D.DigitsDataset("train", image_size=32)
+    ds = digits.DigitsDataset("train", image_size=32)
     x, y = ds[0]
     assert x.shape == (1, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
     batch = torch.stack([ds[i][0] for i in range(len(ds))])
     assert abs(batch.mean().item()) < 0.02 and abs(batch.std().item() - 1) < 0.02
-    assert D.DIGITS_DATA_CONFIG["input_size"] == (1, 32, 32)
-    assert D.DIGITS_DATA_CONFIG["mean"] == (D.DIGITS_MEAN,) and D.DIGITS_DATA_CONFIG["std"] == (D.DIGITS_STD,)
-    assert D.DigitsDataset("val", image_size=16)[0][0].shape == (1, 16, 16)
+    assert digits.DIGITS_DATA_CONFIG["input_size"] == (1, 32, 32)
+    assert digits.DIGITS_DATA_CONFIG["mean"] == (digits.DIGITS_MEAN,) and digits.DIGITS_DATA_CONFIG["std"] == (digits.DIGITS_STD,)
+    assert digits.DigitsDataset("val", image_size=16)[0][0].shape == (1, 16, 16)
     with pytest.raises(ConfigError, match="image_size"):
-        D.DigitsDataset("train", image_size=4)
+        digits.DigitsDataset("train", image_size=4)
 
 
 def test_digits_augmentation_follows_global_rng():
-    ds = D.DigitsDataset("train", image_size=32, augment=True)
+    ds = digits.DigitsDataset("train", image_size=32, augment=True)
     torch.manual_seed(123)
     a = ds[5][0]
     torch.manual_seed(123)
@@ -98,9 +103,9 @@ def test_digits_augmentation_follows_global_rng():
     torch.manual_seed(124)
     c = ds[5][0]
     assert torch.equal(a, b) and not torch.equal(a, c)
-    plain = D.DigitsDataset("train", image_size=32, augment=False)
+    plain = digits.DigitsDataset("train", image_size=32, augment=False)
     assert torch.equal(plain[5][0], plain[5][0])
-    assert D.digits_datasets(augment=True)["val"].augment is None
+    assert digits.digits_datasets(augment=True)["val"].augment is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -108,19 +113,19 @@ def test_digits_augmentation_follows_global_rng():
 
 
 def test_build_transforms_paper_recipe():
-    train = D.build_transforms(SMALL_CFG, train=True)
+    train = T.build_transforms(SMALL_CFG, train=True)
     names = [type(t).__name__ for t in train.transforms]
     assert "RandomResizedCropAndInterpolation" in names and "RandomHorizontalFlip" in names
     assert not any("Jitter" in n or "Augment" in n or "Erasing" in n for n in names)
-    evaluation = D.build_transforms(SMALL_CFG, train=False)
+    evaluation = T.build_transforms(SMALL_CFG, train=False)
     names = [type(t).__name__ for t in evaluation.transforms]
     assert names[:2] == ["Resize", "CenterCrop"]
 
 
 @pytest.mark.parametrize("size,resize", [(224, 256), (380, 434)])
 def test_paper_transforms_224_and_380(size, resize):
-    cfg = D.paper_data_config(size)
-    t = D.build_transforms(cfg, train=False)
+    cfg = T.paper_data_config(size)
+    t = T.build_transforms(cfg, train=False)
     assert t.transforms[0].size == resize and tuple(t.transforms[1].size) == (size, size)
 
 
@@ -134,12 +139,12 @@ def imagenette_root(tmp_path):
 
 
 def test_imagenette_labels_follow_sorted_wnids(imagenette_root):
-    splits = D.imagenette_datasets(imagenette_root, size="160px", data_config=SMALL_CFG)
+    splits = IF.imagenette_datasets(imagenette_root, size="160px", data_config=SMALL_CFG)
     train, val = splits["train"], splits["val"]
     assert len(train) == 30 and len(val) == 20
-    assert tuple(train.wnids) == D.IMAGENETTE_WNIDS
+    assert tuple(train.wnids) == IF.IMAGENETTE_WNIDS
     for path, label in train._samples + val._samples:
-        assert label == D.IMAGENETTE_WNIDS.index(path.split("/")[-2])
+        assert label == IF.IMAGENETTE_WNIDS.index(path.split("/")[-2])
     x, y = val[0]
     assert x.shape == (3, 32, 32) and y == 0
     assert torch.equal(val[3][0], val[3][0])  # eval transform is deterministic
@@ -152,7 +157,7 @@ def test_build_datasets_imagenette_uses_student_config(imagenette_root):
     cfg = DataConfig(dataset="imagenette", root=str(imagenette_root), image_size=48, num_workers=0)
     splits = D.build_datasets(cfg, student_cfg)
     assert isinstance(splits, D.DatasetSplits) and set(splits) == {"train", "val"}
-    assert splits.num_classes == 10 and splits.class_names == D.IMAGENETTE_CLASSES
+    assert splits.num_classes == 10 and splits.class_names == IF.IMAGENETTE_CLASSES
     assert splits.data_config["input_size"] == (3, 48, 48)
     assert splits.data_config["mean"] == student_cfg["mean"]  # the student's own normalisation
     assert splits["train"][0][0].shape == (3, 48, 48)
@@ -160,9 +165,9 @@ def test_build_datasets_imagenette_uses_student_config(imagenette_root):
 
 
 def test_imagenette_missing_and_no_network(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "_network_reachable", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(IF, "url_reachable", lambda url, timeout=None: False)
     with pytest.raises(DataError) as err:
-        D.imagenette_datasets(tmp_path / "empty", size="160px", data_config=SMALL_CFG)
+        IF.imagenette_datasets(tmp_path / "empty", size="160px", data_config=SMALL_CFG)
     msg = str(err.value)
     assert str(tmp_path / "empty" / "imagenette2-160") in msg
     assert "imagenette2-160.tgz" in msg and "MEAL_LITE_PROFILE=offline" in msg
@@ -175,10 +180,10 @@ def test_imagenette_download_urlerror_becomes_one_sentence(tmp_path, monkeypatch
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(D, "_network_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(IF, "url_reachable", lambda url, timeout=None: True)
     monkeypatch.setattr(tv_imagenette, "download_and_extract_archive", offline)
     with pytest.raises(DataError) as err:
-        D.imagenette_datasets(tmp_path / "d", size="320px", data_config=SMALL_CFG)
+        IF.imagenette_datasets(tmp_path / "d", size="320px", data_config=SMALL_CFG)
     msg = str(err.value)
     assert "downloading it failed" in msg and "Name or service not known" in msg
     assert str(tmp_path / "d" / "imagenette2-320") in msg and "MEAL_LITE_PROFILE=offline" in msg
@@ -187,24 +192,24 @@ def test_imagenette_download_urlerror_becomes_one_sentence(tmp_path, monkeypatch
 
 def test_imagenette_missing_with_download_off(tmp_path):
     with pytest.raises(DataError, match="data.download is false") as err:
-        D.imagenette_datasets(tmp_path, size="full", download=False, data_config=SMALL_CFG)
+        IF.imagenette_datasets(tmp_path, size="full", download=False, data_config=SMALL_CFG)
     assert "imagenette2.tgz" in str(err.value) and "MEAL_LITE_PROFILE=offline" in str(err.value)
 
 
 def test_imagenette_wrong_classes(tmp_path):
     # The classic mix-up: n03888605 (parallel bars) instead of n03888257 (parachute).
-    wnids = list(D.IMAGENETTE_WNIDS[:-1]) + ["n03888605"]
+    wnids = list(IF.IMAGENETTE_WNIDS[:-1]) + ["n03888605"]
     root = make_fake_imagenette(tmp_path, n_train=1, n_val=1, wnids=wnids)
     with pytest.raises(DataError) as err:
-        D.imagenette_datasets(root, data_config=SMALL_CFG)
+        IF.imagenette_datasets(root, data_config=SMALL_CFG)
     msg = str(err.value)
     assert "missing n03888257" in msg and "unexpected n03888605" in msg and "ten wnids" in msg
 
 
 def test_imagenette_too_few_classes(tmp_path):
-    root = make_fake_imagenette(tmp_path, n_train=1, n_val=1, wnids=D.IMAGENETTE_WNIDS[:9])
+    root = make_fake_imagenette(tmp_path, n_train=1, n_val=1, wnids=IF.IMAGENETTE_WNIDS[:9])
     with pytest.raises(DataError, match="holds 9 class folders"):
-        D.imagenette_datasets(root, data_config=SMALL_CFG)
+        IF.imagenette_datasets(root, data_config=SMALL_CFG)
 
 
 def test_imagenette_incomplete_folder(tmp_path):
@@ -213,13 +218,13 @@ def test_imagenette_incomplete_folder(tmp_path):
     root = make_fake_imagenette(tmp_path, n_train=1, n_val=1)
     shutil.rmtree(root / "imagenette2-160" / "val")
     with pytest.raises(DataError, match="has no 'val' folder"):
-        D.imagenette_datasets(root, data_config=SMALL_CFG)
+        IF.imagenette_datasets(root, data_config=SMALL_CFG)
 
 
 @pytest.mark.parametrize("writer", [write_not_an_image, write_truncated_jpeg])
 def test_bad_image_is_named_and_stops_the_run(imagenette_root, writer):
     bad = writer(imagenette_root / "imagenette2-160" / "train" / "n01440764" / "n01440764_zz_bad.JPEG")
-    train = D.imagenette_datasets(imagenette_root, data_config=SMALL_CFG)["train"]
+    train = IF.imagenette_datasets(imagenette_root, data_config=SMALL_CFG)["train"]
     index = [p for p, _ in train._samples].index(str(bad))
     with pytest.raises(DataError) as err:
         train[index]
@@ -231,8 +236,8 @@ def test_bad_image_error_from_a_worker_process_stays_one_sentence(imagenette_roo
     # In the last class folder, so it is the last batch: the worker has nothing left to prefetch and
     # shuts down at once (otherwise DataLoader waits up to 5 s for it).
     bad = write_not_an_image(imagenette_root / "imagenette2-160" / "val" / "n03888257" / "ILSVRC2012_val_zz.JPEG")
-    val = D.imagenette_datasets(imagenette_root, data_config=SMALL_CFG)["val"]
-    loader = D.build_loader(val, 4, train=False, num_workers=1)
+    val = IF.imagenette_datasets(imagenette_root, data_config=SMALL_CFG)["val"]
+    loader = L.build_loader(val, 4, train=False, num_workers=1)
     batches = iter(loader)
     with pytest.raises(DataError) as err:
         for _ in batches:
@@ -244,12 +249,12 @@ def test_bad_image_error_from_a_worker_process_stays_one_sentence(imagenette_roo
 
 def test_bad_image_skipped_when_asked(imagenette_root):
     bad = write_not_an_image(imagenette_root / "imagenette2-160" / "train" / "n01440764" / "n01440764_zz_bad.JPEG")
-    train = D.imagenette_datasets(imagenette_root, data_config=SMALL_CFG, skip_bad_files=True)["train"]
+    train = IF.imagenette_datasets(imagenette_root, data_config=SMALL_CFG, skip_bad_files=True)["train"]
     index = [p for p, _ in train._samples].index(str(bad))
     with pytest.warns(RuntimeWarning, match="n01440764_zz_bad"):
         x, y = train[index]
     assert x.shape == (3, 32, 32)
-    loader = D.build_loader(train, 8, train=True)
+    loader = L.build_loader(train, 8, train=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         assert sum(len(b[1]) for b in loader) == 24  # 31 samples, drop_last, the bad one replaced
@@ -261,14 +266,14 @@ def test_bad_image_skipped_when_asked(imagenette_root):
 
 def test_imagenet_folder_1000_classes(tmp_path):
     root = make_fake_imagenet(tmp_path / "imagenet")
-    splits = D.imagenet_datasets(root, data_config=SMALL_CFG)
+    splits = IF.imagenet_datasets(root, data_config=SMALL_CFG)
     val = splits["val"]
     assert len(val.classes) == 1000 and len(val) == 1000
     assert val.class_to_idx["n01440764"] == 0 and val.class_to_idx["n03888257"] == 701
     x, y = val[701]
     assert x.shape == (3, 32, 32) and y == 701
     cfg = DataConfig(dataset="imagenet", root=str(root), image_size=380)
-    assert D.data_config_for(cfg, SMALL_CFG) == D.paper_data_config(380, SMALL_CFG["mean"], SMALL_CFG["std"])
+    assert D.data_config_for(cfg, SMALL_CFG) == T.paper_data_config(380, SMALL_CFG["mean"], SMALL_CFG["std"])
 
 
 def test_imagenet_wrong_classes_and_missing(tmp_path):
@@ -276,9 +281,9 @@ def test_imagenet_wrong_classes_and_missing(tmp_path):
 
     root = make_fake_imagenet(tmp_path / "in", wnids=imagenet_wnids()[:999])
     with pytest.raises(DataError, match="holds 999 class folders .*missing n15075141"):
-        D.imagenet_datasets(root, data_config=SMALL_CFG)
+        IF.imagenet_datasets(root, data_config=SMALL_CFG)
     with pytest.raises(DataError, match="image-net.org"):
-        D.imagenet_datasets(tmp_path / "nothing", data_config=SMALL_CFG)
+        IF.imagenet_datasets(tmp_path / "nothing", data_config=SMALL_CFG)
 
 
 def test_dataset_num_classes():
@@ -292,7 +297,7 @@ def test_dataset_num_classes():
 
 
 def test_epoch_sampler_depends_on_seed_and_epoch_only():
-    s = D.EpochSampler(100, shuffle=True, seed=3)
+    s = L.EpochSampler(100, shuffle=True, seed=3)
     rng_before = torch.get_rng_state()
     s.set_epoch(0)
     a = list(s)
@@ -301,38 +306,38 @@ def test_epoch_sampler_depends_on_seed_and_epoch_only():
     s.set_epoch(0)
     assert list(s) == a and a != b and sorted(a) == list(range(100))
     assert torch.equal(torch.get_rng_state(), rng_before)  # never touches the global RNG
-    other = D.EpochSampler(100, shuffle=True, seed=4)
+    other = L.EpochSampler(100, shuffle=True, seed=4)
     other.set_epoch(0)
     assert list(other) != a
-    shifted = D.EpochSampler(100, shuffle=True, seed=2)
+    shifted = L.EpochSampler(100, shuffle=True, seed=2)
     shifted.set_epoch(1)
     assert list(shifted) != a  # (seed 2, epoch 1) is not (seed 3, epoch 0)
-    assert list(D.EpochSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
+    assert list(L.EpochSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
 
 
 def test_build_loader_single_process_is_reproducible():
-    ds = D.DigitsDataset("val", image_size=8)
+    ds = digits.DigitsDataset("val", image_size=8)
     orders = []
     for _ in range(2):
-        loader = D.build_loader(ds, 16, train=True, seed=7)
-        assert isinstance(loader.sampler, D.EpochSampler) and hasattr(loader.sampler, "set_epoch")
-        D.set_loader_epoch(loader, 2)
+        loader = L.build_loader(ds, 16, train=True, seed=7)
+        assert isinstance(loader.sampler, L.EpochSampler) and hasattr(loader.sampler, "set_epoch")
+        L.set_loader_epoch(loader, 2)
         orders.append(torch.cat([y for _, y in loader]))
     assert torch.equal(orders[0], orders[1]) and len(orders[0]) == 192  # drop_last for training
-    evaluation = D.build_loader(ds, 16, train=False)
+    evaluation = L.build_loader(ds, 16, train=False)
     assert torch.cat([y for _, y in evaluation]).tolist() == ds.targets  # in order, nothing dropped
-    tiny = D.build_loader(torch.utils.data.Subset(ds, range(5)), 16, train=True)
+    tiny = L.build_loader(torch.utils.data.Subset(ds, range(5)), 16, train=True)
     assert sum(len(y) for _, y in tiny) == 5  # drop_last would leave nothing: kept
 
 
 def test_build_loader_distributed():
-    ds = D.DigitsDataset("val", image_size=8)
-    train = [D.build_loader(ds, 10, train=True, distributed=True, rank=r, world_size=3, seed=1) for r in range(3)]
+    ds = digits.DigitsDataset("val", image_size=8)
+    train = [L.build_loader(ds, 10, train=True, distributed=True, rank=r, world_size=3, seed=1) for r in range(3)]
     assert all(isinstance(l.sampler, DistributedSampler) for l in train)
     for l in train:
         l.sampler.set_epoch(4)
     seen = [i for l in train for i in l.sampler]
     assert set(seen) == set(range(200))
-    evaluation = [D.build_loader(ds, 10, train=False, distributed=True, rank=r, world_size=3) for r in range(3)]
+    evaluation = [L.build_loader(ds, 10, train=False, distributed=True, rank=r, world_size=3) for r in range(3)]
     shards = [list(l.sampler) for l in evaluation]
     assert sorted(i for s in shards for i in s) == list(range(200))  # each image exactly once, no padding

@@ -59,11 +59,20 @@ def test_averaging_random_teachers_matches_formula():
     assert not out.probs.requires_grad and not out.logits.requires_grad
 
 
-def test_temperature_softens_probs_not_logits():
-    ens = TeacherEnsemble([fixed_teacher([0.0, 2 * math.log(2.0)])], temperature=2.0)
-    out = ens(torch.zeros(1, 4))
-    assert out.probs[0].tolist() == pytest.approx([1 / 3, 2 / 3], abs=1e-6)  # softmax(0, ln 2)
-    assert out.logits[0].tolist() == pytest.approx([0.0, 2 * math.log(2.0)], abs=1e-6)
+def test_a_freshly_trained_teacher_never_moves_under_any_optimiser():
+    """A teacher trained a moment ago still holds its last .grad; joining an ensemble must drop it."""
+    torch.manual_seed(3)
+    teacher = bn_teacher(3)
+    teacher(torch.randn(8, 4)).sum().backward()  # the last step of its own training left gradients behind
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in teacher.parameters())
+    ens = TeacherEnsemble([teacher])
+    assert all(p.grad is None for p in ens.parameters())
+    before = {k: v.clone() for k, v in ens.state_dict().items()}
+    for optimizer in (torch.optim.SGD(ens.parameters(), lr=1.0, momentum=0.9, weight_decay=0.1),
+                      torch.optim.AdamW(ens.parameters(), lr=1.0)):
+        optimizer.step()
+    for key, value in ens.state_dict().items():
+        assert torch.equal(before[key], value), key
 
 
 def test_targets_equals_forward():

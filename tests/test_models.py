@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 import types
 
@@ -12,11 +11,13 @@ import torch
 
 from meal_lite import models as M
 from meal_lite.config import Config, DataConfig, ModelConfig, TeacherConfig
-from meal_lite.data import DIGITS_DATA_CONFIG, IMAGENETTE_IMAGENET_INDICES
+from meal_lite.digits import DIGITS_DATA_CONFIG
+from meal_lite.imagefolders import IMAGENETTE_IMAGENET_INDICES
 from meal_lite.ensemble import InputAdapter, TeacherEnsemble
 from meal_lite.errors import ConfigError, ModelError
 
-# ImageNette's classes in ImageNet-1k, typed from REFERENCE.md section 4 (tench ... parachute).
+# ImageNette's classes in ImageNet-1k (tench ... parachute): the ranks of their wnids among the sorted
+# 1000 ILSVRC-2012 wnids.
 IMAGENETTE_IN1K = [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
 
 
@@ -41,7 +42,7 @@ def test_teacher_from_local_file_keeps_the_ten_imagenette_logits(tmp_path):
     torch.manual_seed(0)
     full = timm.create_model("resnet10t", num_classes=1000).eval()  # random weights, 1000 classes
     path = _save(full, tmp_path / "resnet10t.pth", prefix="module.")  # DataParallel-style keys
-    teacher, data_config = M.create_teacher("resnet10t", weights=path, dataset="imagenette")
+    teacher, data_config = M.create_teacher(TeacherConfig("resnet10t", weights=path), dataset="imagenette")
     assert isinstance(teacher, M.ClassSubset) and teacher.num_classes == 10 and not teacher.training
     assert tuple(IMAGENETTE_IMAGENET_INDICES) == tuple(IMAGENETTE_IN1K)
     x = torch.randn(3, 3, 32, 32)
@@ -76,8 +77,8 @@ def test_adapt_to_dataset_rules():
 
 
 def test_each_teacher_gets_its_own_normalisation_and_size():
-    resnet, resnet_cfg = M.create_teacher("resnet10t", pretrained=False, dataset="imagenette")
-    inception, inception_cfg = M.create_teacher("test_resnet", pretrained=False, dataset="imagenette")
+    resnet, resnet_cfg = M.create_teacher(TeacherConfig("resnet10t", pretrained=False), dataset="imagenette")
+    inception, inception_cfg = M.create_teacher(TeacherConfig("test_resnet", pretrained=False), dataset="imagenette")
     assert resnet_cfg["mean"] == (0.485, 0.456, 0.406)
     assert inception_cfg["mean"] == (0.5, 0.5, 0.5) and inception_cfg["std"] == (0.5, 0.5, 0.5)
     assert resnet_cfg["input_size"] != inception_cfg["input_size"]
@@ -104,7 +105,7 @@ def test_create_teachers_builds_adapted_frozen_ensemble(tmp_path):
         teachers=[TeacherConfig("resnet10t", pretrained=False, weights=w1), TeacherConfig("test_resnet", weights=w2)],
     )
     data_config = {**DIGITS_DATA_CONFIG, "input_size": (3, 32, 32), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-    ensemble = M.create_teachers(cfg, 10, data_config)
+    ensemble = M.create_teachers(cfg.teachers, dataset="imagenette", num_classes=10, data_config=data_config)
     assert isinstance(ensemble, TeacherEnsemble) and ensemble.num_classes == 10
     assert ensemble.teacher_names == ["resnet10t", "test_resnet"]
     assert [c["mean"] for c in ensemble.teacher_data_configs] == [(0.485, 0.456, 0.406), (0.5, 0.5, 0.5)]
@@ -125,24 +126,28 @@ def test_presets():
     for name in (n for names in M.TEACHER_PRESETS.values() for n in names):
         assert timm.is_model(name.split(".")[0]) and name in timm.list_pretrained(name), name
     cfg = _cfg(teacher_preset="paper-224")
-    assert [t.name for t in M.teacher_specs(cfg)] == list(M.TEACHER_PRESETS["paper-224"])
+    assert [t.name for t in M.teacher_specs(cfg.teachers, cfg.teacher_preset)] == list(M.TEACHER_PRESETS["paper-224"])
     cfg.teachers = [TeacherConfig("resnet10t")]
-    assert [t.name for t in M.teacher_specs(cfg)] == ["resnet10t"]  # an explicit list wins
+    assert [t.name for t in M.teacher_specs(cfg.teachers, cfg.teacher_preset)] == ["resnet10t"]  # an explicit list wins
     with pytest.raises(ConfigError, match="did you mean imagenette-small"):
-        M.teacher_specs(_cfg(teacher_preset="imagenette-smal"))
+        M.teacher_specs([], "imagenette-smal")
 
 
-def test_digits_preset_delegates_to_offline_module(monkeypatch):
+def test_digits_preset_delegates_to_the_local_teachers(monkeypatch):
+    from meal_lite import run
+
     calls = {}
 
-    def digits_teachers(cfg, num_classes=None, data_config=None):
-        calls.update(cfg=cfg, num_classes=num_classes, data_config=data_config)
+    def digits_teachers(image_size=32, **kwargs):
+        calls.update(image_size=image_size, **kwargs)
         return "ensemble"
 
-    monkeypatch.setitem(sys.modules, "meal_lite.offline", types.SimpleNamespace(digits_teachers=digits_teachers))
+    monkeypatch.setattr(run, "digits_teachers", digits_teachers)
     cfg = _cfg(data=DataConfig(dataset="digits"), teacher_preset="digits")
-    assert M.create_teachers(cfg, 10, DIGITS_DATA_CONFIG) == "ensemble"
-    assert calls["num_classes"] == 10 and calls["data_config"] == DIGITS_DATA_CONFIG
+    assert run.build_teachers(cfg, 10, {**DIGITS_DATA_CONFIG, "input_size": (1, 24, 24)}) == "ensemble"
+    assert calls["image_size"] == 24
+    with pytest.raises(ConfigError, match="digits teachers predict the 10 digits"):
+        run.build_teachers(_cfg(data=DataConfig(dataset="imagenette"), teacher_preset="digits"), 10, DIGITS_DATA_CONFIG)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,15 +156,15 @@ def test_digits_preset_delegates_to_offline_module(monkeypatch):
 
 def test_create_student_for_each_dataset(tmp_path):
     cfg = _cfg(data=DataConfig(dataset="digits", image_size=16), student=ModelConfig("test_resnet", pretrained=False))
-    model, data_config = M.create_student(cfg, 10)
+    model, data_config = M.create_student(cfg.student, cfg.data, 10)
     assert model.num_classes == 10 and data_config["input_size"] == (1, 16, 16)
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 10)
     cfg = _cfg(data=DataConfig(dataset="imagenette", image_size=48), student=ModelConfig("test_resnet", pretrained=False))
-    model, data_config = M.create_student(cfg, 10)
+    model, data_config = M.create_student(cfg.student, cfg.data, 10)
     assert data_config["input_size"] == (3, 48, 48) and data_config["mean"] == (0.5, 0.5, 0.5)
     cfg.student.num_classes = 1000
     with pytest.raises(ConfigError, match="student.num_classes=1000 but the imagenette data has 10"):
-        M.create_student(cfg, 10)
+        M.create_student(cfg.student, cfg.data, 10)
 
 
 def test_student_starts_from_local_imagenet_weights_with_new_head(tmp_path):
@@ -231,7 +236,7 @@ def test_teacher_with_other_class_count_is_refused(tmp_path):
     path = _save(timm.create_model("test_resnet", num_classes=7), tmp_path / "t7.pth")
     cfg = _cfg(data=DataConfig(dataset="imagenette"), teachers=[TeacherConfig("test_resnet", weights=path)])
     with pytest.raises(ModelError, match="Teacher 'test_resnet' predicts 7 classes but the student predicts 10"):
-        M.create_teachers(cfg, 10, M.model_data_config(timm.create_model("test_resnet")))
+        M.create_teachers(cfg.teachers, dataset="imagenette", num_classes=10, data_config=M.model_data_config(timm.create_model("test_resnet")))
 
 
 # ------------------------------------------------------------------------------------------------

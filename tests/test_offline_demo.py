@@ -1,11 +1,16 @@
 """The offline profile's teacher cache and the `meal-lite demo` protocol, on tiny settings."""
 
 import json
+import time
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from meal_lite import offline
+from meal_lite import offline, run
+from meal_lite.digits import DigitsDataset
+from meal_lite.evaluate import evaluate
+from meal_lite.loaders import build_loader
 from meal_lite.offline import TeacherRecipe
 
 TINY = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epochs=1))
@@ -20,15 +25,15 @@ def tiny_teachers(tmp_path, monkeypatch):
 
 
 def test_teacher_cache_trains_once_then_reuses(tiny_teachers, monkeypatch):
-    first = offline.digits_teachers(verbose=False)
+    first = run.digits_teachers(verbose=False)
     files = sorted(p.name for p in tiny_teachers.iterdir())
     assert len(files) == 2 and all(f.startswith("digits-") and f.endswith(".pt") for f in files)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached teacher was trained again")
 
-    monkeypatch.setattr(offline, "train_digits_model", no_training)
-    second = offline.digits_teachers(verbose=False)
+    monkeypatch.setattr(run, "train_student", no_training)
+    second = run.digits_teachers(verbose=False)
     for a, b in zip(first.teachers, second.teachers):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
             assert ka == kb and torch.equal(va, vb)
@@ -58,14 +63,22 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
     from meal_lite import demo
 
     out = tmp_path / "demo"
+    started = time.perf_counter()
     demo.main(["--profile", "offline", "--out", str(out), "--seeds", "2", "--baseline-epochs", "1", "--distill-epochs", "1"])
+    elapsed = time.perf_counter() - started
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     rows = ["teacher:resnet10t", "teacher:regnetx_002", "ensemble", "baseline", "control", "kl_only", "meal_v2"]
+    test_images = len(DigitsDataset("test"))
     for row in rows:
         assert set(results[row]) == {"mean", "std", "values"}
-        assert all(0.0 <= v <= 100.0 for v in results[row]["values"])
+        for value in results[row]["values"]:  # an accuracy on the 500 test images: a whole number of them
+            assert value * test_images / 100 == pytest.approx(round(value * test_images / 100), abs=1e-6)
         assert row in printed
+    # The teacher rows are what the one evaluation loop gives for the cached teachers on the test split.
+    loader = build_loader(DigitsDataset("test"), 256, train=False)
+    for name, model in run.digits_teachers(verbose=False).members().items():
+        assert results[f"teacher:{name}"]["values"] == [evaluate(model, loader)["top1"]]
     for row in ("baseline", "control", "kl_only", "meal_v2"):
         values = results[row]["values"]
         assert len(values) == 2
@@ -73,18 +86,36 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
     paired = results["details"]["paired_differences"]["meal_v2-control"]["values"]
     expected = [a - b for a, b in zip(results["meal_v2"]["values"], results["control"]["values"])]
     assert paired == pytest.approx(expected)
-    assert results["wall_seconds"] > 0
-    assert (out / "curves.png").stat().st_size > 1000
+    assert 0 < results["wall_seconds"] == results["details"]["wall_seconds"] <= elapsed
+    image = plt.imread(out / "curves.png")
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0  # a drawn figure
 
 
-def test_teacher_classifiers_never_put_a_teacher_in_train_mode(tiny_teachers):
-    from meal_lite.demo import teacher_classifiers
-    from meal_lite.trainer import evaluate
-
-    ensemble = offline.digits_teachers(verbose=False)
-    wrapped = teacher_classifiers(ensemble)
+def test_ensemble_members_never_put_a_teacher_in_train_mode(tiny_teachers):
+    ensemble = run.digits_teachers(verbose=False)
+    wrapped = ensemble.members()
     batch = [(torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,)))]
     for model in wrapped.values():
         model.train()
         evaluate(model, batch, "cpu")
     assert not any(m.training for t in ensemble.teachers for m in t.modules())
+
+
+def test_teachers_trained_from_an_empty_cache_never_move(tiny_teachers):
+    """The freezing bug chapter 2 once printed: fresh teachers kept their last .grad and an optimiser moved them."""
+    assert not tiny_teachers.exists()  # an empty cache: the teachers are trained in this call
+    ensemble = run.digits_teachers(verbose=False)
+    assert all(p.grad is None and not p.requires_grad for p in ensemble.parameters())
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 10))
+    model = torch.nn.ModuleDict({"student": student, "ensemble": ensemble})
+    model.train()
+    before = {k: v.clone() for k, v in ensemble.state_dict().items()}
+    images = torch.randn(8, 1, 32, 32)
+    with torch.no_grad():
+        target_before = ensemble(images).probs
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # teachers included on purpose
+    loss = -(ensemble(images).probs * torch.log_softmax(student(images), -1)).sum(1).mean()
+    loss.backward()  # no zero_grad first: exactly the chapter's step, where a stale .grad would be applied
+    optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in ensemble.state_dict().items())
+    assert torch.equal(ensemble(images).probs, target_before)

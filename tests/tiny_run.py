@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from meal_lite.config import Config
 from meal_lite.discriminator import make_discriminator
 from meal_lite.ensemble import TeacherEnsemble
+from meal_lite.objective import Objective
 from meal_lite.trainer import Trainer
 
 NUM_CLASSES = 4
@@ -93,10 +94,8 @@ def make_trainer(cfg: Config, out_dir=None, *, callbacks=(), loader: str = "samp
     else:  # RandomSampler drawing its seed from the global torch RNG
         train_loader = DataLoader(train_set, batch_size=16, shuffle=True)
     val_loader = DataLoader(NoisyDigits(n=16, seed=1), batch_size=8)
-    return Trainer(
-        student, train_loader, val_loader, teacher_source=teachers, discriminator=disc,
-        cfg=cfg, out_dir=out_dir, callbacks=callbacks,
-    )
+    objective = Objective.from_config(student, teachers, cfg, NUM_CLASSES, discriminator=disc)
+    return Trainer(objective, train_loader, val_loader, cfg=cfg, out_dir=out_dir, callbacks=callbacks)
 
 
 class KillAfter:
