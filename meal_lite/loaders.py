@@ -1,13 +1,23 @@
-"""Loaders whose data order is a function of ``(seed, epoch)`` only.
+"""Loaders whose batches are a function of ``(seed, epoch)`` only: the order and every random view.
 
 :func:`build_loader` always uses a sampler with ``set_epoch(epoch)`` (our :class:`EpochSampler` in one
-process, ``DistributedSampler`` under DDP), so an interrupted run resumes with exactly the batches it
-would have seen. :func:`set_loader_epoch` is the one place that tells a loader which epoch it is in.
+process, ``DistributedSampler`` under DDP), and for training wraps the dataset in :class:`SeededViews`,
+which draws each image's random augmentation from a seed made of ``(seed, epoch, index)``. So:
+
+- an interrupted run resumes with exactly the batches it would have seen, whatever the number of
+  data-loader workers and wherever in the epoch it stopped;
+- the same image gets the same view in every arm of an experiment (a control and a distilled student
+  that start from one seed see identical batches), and under any number of processes;
+- a stored view can be replayed: view ``r`` of image ``i`` is the transform run under
+  :func:`view_seed` ``(seed, r, i)``.
+
+:func:`set_loader_epoch` is the one place that tells a loader which epoch it is in.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Iterable, Iterator, Sized
 
 import numpy as np
@@ -18,7 +28,61 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .errors import ConfigError
 
-__all__ = ["EpochSampler", "build_loader", "set_loader_epoch", "LimitedLoader"]
+__all__ = ["mix_seed", "view_seed", "SeededViews", "EpochSampler", "build_loader", "set_loader_epoch", "LimitedLoader"]
+
+
+def mix_seed(*parts: int) -> int:
+    """One 63-bit seed from several integers, so that nearby inputs give unrelated streams (NumPy's SeedSequence)."""
+    words = [abs(int(p)) for p in parts] + [sum(1 << i for i, p in enumerate(parts) if int(p) < 0)]
+    high, low = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return (int(high) << 31) ^ int(low)
+
+
+def view_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of image ``index``'s random view in ``epoch`` of a run seeded with ``seed``."""
+    return mix_seed(seed, epoch, index, 0x5EED)
+
+
+class SeededViews(Dataset):
+    """``dataset`` whose random augmentation of image ``i`` in epoch ``e`` depends on ``(seed, e, i)`` only.
+
+    Each ``__getitem__`` seeds torch's and Python's global generators (which torchvision and timm
+    transforms draw from) with :func:`view_seed` inside a saved-and-restored RNG state, so the caller's
+    random streams are untouched. Call :meth:`set_epoch` each epoch (:func:`set_loader_epoch` does);
+    worker processes get the epoch with the dataset, since they start anew each epoch.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def view(self, index: int, epoch: int):
+        """Item ``index`` as it is seen in ``epoch`` (the same pixels every time it is asked for)."""
+        seed = view_seed(self.seed, epoch, index)
+        python_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(python_state)
+
+    def __getitem__(self, index: int):
+        return self.view(index, self.epoch)
+
+    def __getattr__(self, name: str):
+        # Everything else (targets, classes, data_config...) is the wrapped dataset's.
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
 
 class EpochSampler(Sampler[int]):
@@ -78,10 +142,10 @@ def build_loader(
       gets its share, order fixed by ``seed + epoch``; distributed evaluation: :class:`EpochSampler`
       sharded without padding, so each image is counted exactly once.
 
-    ``pin_memory`` defaults to "CUDA is available"; ``drop_last`` defaults to ``train`` (a last batch
-    of one sample breaks BatchNorm) unless that would leave no batch at all. Workers are not persistent:
-    each epoch's workers are seeded from the global torch RNG, which a checkpoint restores, so random
-    crops and flips replay exactly on resume.
+    Training loaders wrap the dataset in :class:`SeededViews` (random views from ``(seed, epoch,
+    index)``). ``pin_memory`` defaults to "CUDA is available"; ``drop_last`` defaults to ``train`` (a last
+    batch of one sample breaks BatchNorm) unless that would leave no batch at all. Workers are not
+    persistent, so each epoch's workers receive the dataset with its epoch set.
     """
     if batch_size < 1:
         raise ConfigError(f"data.batch_size must be >= 1, but was given {batch_size!r}.")
@@ -97,6 +161,8 @@ def build_loader(
             sampler = EpochSampler(dataset, shuffle=False, seed=seed, rank=rank, world_size=world_size)
     else:
         sampler = EpochSampler(dataset, shuffle=train, seed=seed)
+    if train and not isinstance(dataset, SeededViews):
+        dataset = SeededViews(dataset, seed)
     if pin_memory is None:
         pin_memory = torch.cuda.is_available()
     if drop_last is None:
@@ -114,15 +180,19 @@ def build_loader(
 
 
 def set_loader_epoch(loader: Iterable, epoch: int) -> None:
-    """Call ``set_epoch(epoch)`` on the loader's sampler (or its batch sampler's), so the order depends on it.
+    """Tell a loader's sampler (order) and dataset (views) which epoch it is in.
 
-    A no-op for loaders without such a sampler (a plain list of batches, say).
+    Calls ``set_epoch(epoch)`` on the sampler (or the batch sampler's) and on the dataset when they have
+    it; a no-op for loaders without them (a plain list of batches, say).
     """
     batch_sampler = getattr(loader, "batch_sampler", None)
     for obj in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None), batch_sampler):
         if hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
-            return
+            break
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
 
 
 class LimitedLoader:

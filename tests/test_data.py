@@ -341,3 +341,42 @@ def test_build_loader_distributed():
     evaluation = [L.build_loader(ds, 10, train=False, distributed=True, rank=r, world_size=3) for r in range(3)]
     shards = [list(l.sampler) for l in evaluation]
     assert sorted(i for s in shards for i in s) == list(range(200))  # each image exactly once, no padding
+
+
+def test_seeded_views_depend_on_seed_epoch_and_index_only():
+    ds = digits.DigitsDataset("train", image_size=16, augment=True)
+    views = L.SeededViews(ds, seed=5)
+    a = views.view(3, epoch=0)[0]
+    torch.manual_seed(999)  # the caller's RNG does not matter
+    assert torch.equal(views.view(3, epoch=0)[0], a)
+    torch.manual_seed(0)
+    assert not torch.equal(views.view(3, epoch=1)[0], a)  # a new view each epoch
+    assert not torch.equal(L.SeededViews(ds, seed=6).view(3, epoch=0)[0], a)  # and each seed
+    assert views.targets == ds.targets  # the wrapped dataset's attributes show through
+    torch.manual_seed(0)
+    rng_before = torch.get_rng_state()
+    views.view(4, epoch=2)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's streams are left as they were
+
+
+def test_training_views_are_the_same_with_workers_and_across_processes():
+    ds = digits.DigitsDataset("val", image_size=16, augment=True)
+
+    def by_index(loaders):
+        seen = {}
+        for loader in loaders:
+            L.set_loader_epoch(loader, 3)
+            order = list(loader.sampler)
+            batches = [x for x, _ in loader]
+            for i, image in zip(order, torch.cat(batches)):
+                seen[i] = image
+        return seen
+
+    one = by_index([L.build_loader(ds, 20, train=True, seed=2)])
+    workers = by_index([L.build_loader(ds, 20, train=True, seed=2, num_workers=2)])
+    ranks = by_index([L.build_loader(ds, 10, train=True, seed=2, distributed=True, rank=r, world_size=2) for r in range(2)])
+    assert set(one) == set(workers) and len(one) == 200
+    for i, image in one.items():
+        assert torch.equal(workers[i], image), i
+        if i in ranks:
+            assert torch.equal(ranks[i], image), i
