@@ -41,6 +41,9 @@ class DataConfig:
     num_workers: int = 2
     skip_bad_files: bool = False
     augment: bool = True
+    # digits only: mild (small affine jitter, the default) or strong (larger rotations, shifts, zooms
+    # and shear: views on which the teachers disagree, so their targets are not near one-hot)
+    augment_strength: str = "mild"
 
 
 @dataclass
@@ -70,6 +73,10 @@ class LossConfig:
     temperature: float = 1.0  # MEAL V2 uses 1 (no temperature)
     objective: str = "meal"
     distillation: str = "soft_ce"  # soft_ce (the official loss) | kl (same gradient, reads 0 at a perfect match)
+    # Input mixing (timm's Mixup) applied to the training batch before teachers and student see it:
+    # "function matching" (Beyer et al. 2022). 0 = off, as in MEAL V2. Labels (ce) are mixed likewise.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
 
 @dataclass

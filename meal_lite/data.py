@@ -95,7 +95,7 @@ def build_datasets(data: Any, model_data_config: Mapping[str, Any] | None = None
     config = data_config_for(data, model_data_config)
     splits: Mapping[str, Dataset]
     if data.dataset == "digits":
-        splits = digits_datasets(int(config["input_size"][-1]), augment=data.augment)
+        splits = digits_datasets(int(config["input_size"][-1]), augment=data.augment, strength=data.augment_strength)
         names: Sequence[str] = DigitsDataset.classes
     elif data.dataset == "imagenette":
         splits = imagenette_datasets(

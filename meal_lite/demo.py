@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from .errors import ConfigError
 from .plots import plot_demo_curves
 from .profiles import resolve_profile
-from .protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol
+from .protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol, t_interval
 
 __all__ = ["run_demo", "format_table", "write_json", "main"]
 
@@ -76,9 +76,13 @@ def format_table(report: dict) -> str:
         lines.append(f"{key:30s} {spread:>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
     lines.append("-" * 72)
     for key, value in report["paired_differences"].items():
+        interval = ""
+        if len(value["values"]) > 1:
+            low, high = t_interval(value)
+            interval = f"   95% t-interval [{low:+.2f}, {high:+.2f}]"
         lines.append(
             f"{'paired ' + key:30s} {value['mean']:+6.2f} +- {value['std']:4.2f}   "
-            + " ".join(f"{v:+.2f}" for v in value["values"])
+            + " ".join(f"{v:+.2f}" for v in value["values"]) + interval
         )
     return "\n".join(lines)
 

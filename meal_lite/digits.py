@@ -26,6 +26,7 @@ __all__ = [
     "DIGITS_STD",
     "DIGITS_DEFAULT_SIZE",
     "DIGITS_DATA_CONFIG",
+    "DIGITS_AUGMENTATIONS",
     "digits_data_config",
     "DigitsDataset",
     "digits_datasets",
@@ -55,6 +56,15 @@ def digits_data_config(image_size: int = DIGITS_DEFAULT_SIZE) -> dict[str, Any]:
         "crop_mode": "center",
     }
 
+
+#: The training augmentations by strength (``data.augment_strength``), as RandomAffine arguments.
+#: mild: small rotations, shifts and zooms (the default; the teachers' recipe). strong: views far enough
+#: from the originals that the teachers are unsure on some of them, so their targets carry more than
+#: the label (a lever of Beyer et al. 2022; chapter 2 measures the targets' entropy on both).
+DIGITS_AUGMENTATIONS: dict[str, dict[str, Any]] = {
+    "mild": {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)},
+    "strong": {"degrees": 25, "translate": (0.2, 0.2), "scale": (0.7, 1.2), "shear": 15},
+}
 
 #: The digits' data config at the default size (32x32, one channel).
 DIGITS_DATA_CONFIG = digits_data_config(DIGITS_DEFAULT_SIZE)
@@ -104,9 +114,15 @@ class DigitsDataset(Dataset):
     classes = tuple(str(d) for d in range(10))
     num_classes = 10
 
-    def __init__(self, split: str = "train", image_size: int = DIGITS_DEFAULT_SIZE, augment: bool = False) -> None:
+    def __init__(
+        self, split: str = "train", image_size: int = DIGITS_DEFAULT_SIZE, augment: bool = False, strength: str = "mild"
+    ) -> None:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"Unknown digits split {split!r}; use train, val or test.")
+        if strength not in DIGITS_AUGMENTATIONS:
+            raise ConfigError(
+                f"Unknown data.augment_strength {strength!r}; use one of {', '.join(DIGITS_AUGMENTATIONS)}."
+            )
         if int(image_size) < 8:
             raise ConfigError(f"data.image_size={image_size} is too small for the 8x8 digits; use 8 or more (default 32).")
         images, labels, splits = _digits_arrays()
@@ -119,12 +135,11 @@ class DigitsDataset(Dataset):
         self.images = x.contiguous()
         self.targets = labels[self.indices].tolist()
         self.data_config = digits_data_config(self.image_size)
+        self.strength = strength
         self.augment = None
         if augment:
-            # Small rotations, shifts and zooms: what handwriting varies by. Fill 0 = background ink-free.
-            self.augment = v2.RandomAffine(
-                degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=v2.InterpolationMode.BILINEAR
-            )
+            # Random affine jitter: what handwriting varies by. Fill 0 = the ink-free background.
+            self.augment = v2.RandomAffine(**DIGITS_AUGMENTATIONS[strength], interpolation=v2.InterpolationMode.BILINEAR)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -136,10 +151,12 @@ class DigitsDataset(Dataset):
         return (img - DIGITS_MEAN) / DIGITS_STD, self.targets[i]
 
 
-def digits_datasets(image_size: int = DIGITS_DEFAULT_SIZE, augment: bool = True) -> dict[str, DigitsDataset]:
-    """The fixed train / val / test splits (augmentation, if asked, on train only)."""
+def digits_datasets(
+    image_size: int = DIGITS_DEFAULT_SIZE, augment: bool = True, strength: str = "mild"
+) -> dict[str, DigitsDataset]:
+    """The fixed train / val / test splits (augmentation of ``strength``, if asked, on train only)."""
     return {
-        "train": DigitsDataset("train", image_size, augment=augment),
+        "train": DigitsDataset("train", image_size, augment=augment, strength=strength),
         "val": DigitsDataset("val", image_size, augment=False),
         "test": DigitsDataset("test", image_size, augment=False),
     }

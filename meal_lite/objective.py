@@ -23,6 +23,10 @@ outside it.
 against the student's logits (``disc_input="logits"``). A cached soft-label source stores no logits,
 only the ensemble's probabilities; FKD's MEAL V2 mode then shows the discriminator *probabilities*, the
 student's softmax against the stored ensemble probabilities (``disc_input="probs"``).
+
+**Input mixing** (``mix``, off in MEAL V2): timm's Mixup/CutMix applied to the training batch *before*
+the teachers see it, so teachers and student are matched on the very same mixed image ("function
+matching", Beyer et al. 2022); the labels of ``kind="ce"`` are mixed the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from timm.data import Mixup
 from torch import nn
 
 from .discriminator import discriminator_bce, discriminator_correct, discriminator_outputs, make_discriminator
@@ -45,6 +50,7 @@ __all__ = [
     "StudentAndDiscriminator",
     "Objective",
     "soft_targets",
+    "make_mix",
 ]
 
 OBJECTIVES = ("ce", "kl", "meal")
@@ -102,6 +108,8 @@ class Objective(nn.Module):
         disc_mode: ``official`` (joint regulariser) or ``adversarial`` (gradient reversal).
         disc_weight: weight of ``d_loss`` in the total.
         disc_input: ``logits`` (online: mean teacher logits) or ``probs`` (cached: ensemble probabilities).
+        mix: ``(images, labels) -> (mixed images, soft labels)`` applied in training mode before anything
+            sees the batch (see :func:`make_mix`); None (MEAL V2) leaves the batch as it is.
     """
 
     def __init__(
@@ -118,6 +126,7 @@ class Objective(nn.Module):
         disc_input: str = "logits",
         disc_reduction: int = 8,
         num_classes: int | None = None,
+        mix: Any = None,
     ) -> None:
         super().__init__()
         _check_choice(kind, OBJECTIVES, "loss.objective")
@@ -135,6 +144,7 @@ class Objective(nn.Module):
         self.distillation = distillation
         self.disc_weight = float(disc_weight)
         self.teacher_source = teacher_source if kind != "ce" else None
+        self.mix = mix
         if kind == "meal" and discriminator is None:
             if num_classes is None:
                 raise ModelError("Cannot tell the class count for the discriminator; pass num_classes= or discriminator=.")
@@ -199,11 +209,16 @@ class Objective(nn.Module):
         ``batch`` is the whole batch tuple, handed to the teacher source (a cached source reads sample
         indices and crop parameters from it).
         """
+        soft_labels = None
+        if self.mix is not None and self.training:
+            images, soft_labels = self.mix(images.clone(), labels)  # timm mixes in place; keep the batch
         targets = self.teacher_source.targets(images, batch) if self.teacher_source is not None else None
         teacher_side = self._teacher_side(targets) if self.discriminator is not None else None
         logits, disc_out = self.trainable(images, teacher_side)
         logits = logits.float()
         if targets is None:
+            if soft_labels is not None:
+                return {"loss": soft_cross_entropy(logits, soft_labels.float())}
             return {"loss": cross_entropy(logits, labels)}
         kl = DISTILLATION_LOSSES[self.distillation](logits, self.soft_targets(targets), temperature=self.temperature)
         if disc_out is None:
@@ -230,8 +245,26 @@ class Objective(nn.Module):
             disc_input=cfg.discriminator.input,
             disc_reduction=cfg.discriminator.reduction,
             num_classes=num_classes,
+            mix=make_mix(cfg.loss.mixup_alpha, cfg.loss.cutmix_alpha, num_classes),
             **kwargs,
         )
+
+
+def make_mix(mixup_alpha: float, cutmix_alpha: float, num_classes: int | None) -> Mixup | None:
+    """timm's batch Mixup/CutMix (one lambda per batch, no label smoothing), or None when both are 0.
+
+    It draws from NumPy's global RNG, which checkpoints save and restore, so a resumed run mixes the same
+    way. It needs an even batch: training loaders drop their last incomplete batch.
+    """
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ConfigError(f"loss.mixup_alpha and loss.cutmix_alpha must be >= 0, got {mixup_alpha} and {cutmix_alpha}.")
+    if mixup_alpha == 0 and cutmix_alpha == 0:
+        return None
+    if num_classes is None:
+        raise ModelError("Input mixing needs the class count to mix labels; pass num_classes=.")
+    return Mixup(
+        mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, mode="batch", label_smoothing=0.0, num_classes=num_classes
+    )
 
 
 def soft_targets(targets: EnsembleOutput, temperature: float) -> torch.Tensor:

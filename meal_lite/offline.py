@@ -55,6 +55,8 @@ class TeacherRecipe:
     lr: float = 0.05
     batch_size: int = 64
     seed: int = 0
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
 
 
 # Three families, each a different inductive bias: a ResNet (plain convolutions), a RegNet (grouped
@@ -63,7 +65,10 @@ class TeacherRecipe:
 DIGITS_TEACHERS: tuple[TeacherRecipe, ...] = (
     TeacherRecipe("resnet10t"),
     TeacherRecipe("regnetx_002"),
-    TeacherRecipe("convnext_atto"),
+    # ConvNeXt is made for AdamW with weight decay: with the others' SGD recipe it stops near 90% on
+    # the validation digits and the ensemble merely ties its best member; with AdamW it reaches ~96%
+    # and the ensemble moves ahead of every member (logged in bench/evidence_search.md).
+    TeacherRecipe("convnext_atto", lr=2e-3, optimizer="adamw", weight_decay=0.05),
 )
 
 
@@ -109,7 +114,10 @@ def teacher_config(recipe: TeacherRecipe, image_size: int) -> Config:
         student=ModelConfig(name=recipe.name, pretrained=False),
         loss=LossConfig(objective="ce"),
         # Step the lr down for the last third, like the paper's step regime.
-        optim=OptimConfig(lr=recipe.lr, milestones=[max(1, (2 * recipe.epochs) // 3)]),
+        optim=OptimConfig(
+            name=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
+            milestones=[max(1, (2 * recipe.epochs) // 3)],
+        ),
         train=TrainConfig(epochs=recipe.epochs, seed=recipe.seed, device="cpu", out="", progress=False),
     )
 

@@ -12,6 +12,8 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .inherited import reliability_curve  # computed there; re-exported for the chapters that plot it
+
 ROW_LABELS = {
     "baseline": "baseline (CE on labels)",
     "control": "control: + more CE",
@@ -52,24 +54,6 @@ def plot_demo_curves(report: Mapping[str, Any], settings: Any, path: str | Path 
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
-
-
-def reliability_curve(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
-    """Confidence vs accuracy per confidence bin, and the expected calibration error (ECE)."""
-    probs = np.asarray(probs, dtype=float)
-    labels = np.asarray(labels)
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(float)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    acc, mean_conf, count = np.full(bins, np.nan), np.full(bins, np.nan), np.zeros(bins, dtype=int)
-    for b in range(bins):
-        mask = which == b
-        count[b] = mask.sum()
-        if count[b]:
-            acc[b], mean_conf[b] = correct[mask].mean(), conf[mask].mean()
-    ece = float(np.nansum(count / max(len(labels), 1) * np.abs(np.nan_to_num(acc) - np.nan_to_num(mean_conf))))
-    return {"edges": edges, "accuracy": acc, "confidence": mean_conf, "count": count, "ece": ece}
 
 
 def plot_reliability(curves: Mapping[str, dict], ax=None):

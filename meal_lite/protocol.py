@@ -5,14 +5,18 @@ labels would give. The protocol tests exactly that, on the profile's data:
 
 1. the teachers (digits: trained locally and cached; imagenette: ImageNet-pretrained timm models);
 2. each teacher and the ensemble evaluated on held-out data (the ensemble should beat its members);
-3. a student baseline trained with cross-entropy on hard labels (MEAL V2's "pretrained student");
-4. from that baseline, the same number of further epochs three ways: more cross-entropy (the fair
-   control), KL to the ensemble only, and full MEAL V2 (KL + discriminator);
-5. steps 3-4 repeated over several seeds: mean, std and the *paired* per-seed differences against the
-   control, because the seeds share their baselines and a paired difference removes that variance.
+3. a student baseline trained with cross-entropy on hard labels to its validation plateau (MEAL V2's
+   "pretrained student"; by default ONE baseline shared by every seed, as the paper boosts one model);
+4. from that baseline, the same number of further epochs three ways, identical but for the loss (same
+   schedule, augmentation, input mixing, data order and views): more cross-entropy (the fair control,
+   this book's addition), KL to the ensemble only, and full MEAL V2 (KL + discriminator);
+5. step 4 repeated over several seeds: mean, std and the *paired* per-seed differences against the
+   control with their 95% t-intervals, and what each student inherited from the ensemble beyond top-1
+   (:mod:`meal_lite.inherited`).
 
 Numbers are measured on the held-out test split (digits) or ImageNette's val split; nothing is tuned
-on them. :class:`Experiment` holds what every run of the protocol shares (data, loaders, teachers);
+on them. Settings are chosen with ``split="val"`` (``bench/evidence_search.py``, which logs every
+configuration it tries in ``bench/evidence_search.json``). :class:`Experiment` holds what every run of the protocol shares (data, loaders, teachers);
 :func:`run_protocol` returns the report that ``meal-lite demo`` (:mod:`meal_lite.demo`) prints and
 writes, and that the book's chapters read.
 """
@@ -20,14 +24,17 @@ writes, and that the book's chapters read.
 from __future__ import annotations
 
 import copy
+import hashlib
+import math
 import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import torch
+from scipy.stats import t as student_t
 from torch import nn
 
 from .config import Config, load_config
@@ -36,6 +43,7 @@ from .distributed import resolve_device
 from .ensemble import EnsembleClassifier
 from .errors import ConfigError
 from .evaluate import evaluate
+from .inherited import inheritance_report
 from .loaders import build_loader
 from .profiles import resolve_profile
 from .run import build_student, build_teachers, train_student
@@ -49,7 +57,11 @@ __all__ = [
     "base_config",
     "run_config",
     "Experiment",
+    "continuation_config",
+    "SharedTargets",
     "summarize",
+    "paired_differences",
+    "t_interval",
     "run_protocol",
 ]
 
@@ -59,7 +71,15 @@ CONTINUATIONS = {"control": "ce", "kl_only": "kl", "meal_v2": "meal"}
 
 @dataclass
 class ProtocolSettings:
-    """Lengths and learning rates of the protocol's student runs (teachers have their own recipe)."""
+    """Lengths, learning rates and levers of the protocol's student runs (teachers have their own recipe).
+
+    The baseline is trained on labels with the profile's own recipe (mild augmentation, no mixing) for
+    ``baseline_epochs``, the length at which its validation accuracy plateaus (``bench/evidence_search.py``
+    measures it). The three continuations share everything but the loss: ``distill_epochs``, the
+    step schedule, ``augment_strength``, ``mixup_alpha``, data order and views. Each arm's lr is in
+    ``lrs`` (picked for each arm from the same grid, on the validation split); ``distill_lr`` is used
+    for an arm missing from ``lrs``.
+    """
 
     seeds: int = 3
     baseline_epochs: int = 8
@@ -69,18 +89,35 @@ class ProtocolSettings:
     # pretrained ResNet-50), dropped tenfold for the last quarter like the paper's 0.01 -> 0.001 step.
     distill_lr: float = 0.01
     discriminator_mode: str = "official"
+    lrs: dict[str, float] = field(default_factory=dict)
+    temperature: float = 1.0
+    augment_strength: str = "mild"
+    mixup_alpha: float = 0.0
+    # The official code's per-epoch lr overwrite: the discriminator trains at the student's lr.
+    disc_lr_follows_student: bool = True
+    # True: ONE baseline (seed 0) is every seed's starting point, as the paper boosts one pretrained
+    # ResNet-50; the seeds then vary the continuations (data order, views, mixing, discriminator init).
+    # False: each seed trains its own baseline (a further source of variance, and seeds x the cost).
+    shared_baseline: bool = True
+
+    def lr_for(self, row: str) -> float:
+        """The learning rate of continuation ``row`` (``control``, ``kl_only`` or ``meal_v2``)."""
+        return float(self.lrs.get(row, self.distill_lr))
 
 
 # Per profile: the offline one is sized to finish in a few minutes on two CPU cores; the imagenette one
 # for a single Colab GPU.
 PROFILE_SETTINGS = {
-    "offline": ProtocolSettings(),
+    # Chosen on the validation split by bench/evidence_search.py (every configuration it tried is in
+    # bench/evidence_search.json): the baseline's length is where its validation curve plateaus, and
+    # each continuation's lr is that arm's best of the same grid.
+    "offline": ProtocolSettings(seeds=5, baseline_epochs=16, distill_epochs=6),
     "imagenette": ProtocolSettings(seeds=3, baseline_epochs=5, distill_epochs=5, baseline_lr=0.01, distill_lr=0.001),
 }
 # What chapter 5 runs live, inside the book's build budget: the offline profile runs fewer seeds and
 # epochs than `meal-lite demo` (the chapter says so); the imagenette profile runs the full protocol.
 BOOK_SETTINGS = {
-    "offline": ProtocolSettings(seeds=2, baseline_epochs=6, distill_epochs=6),
+    "offline": replace(PROFILE_SETTINGS["offline"], seeds=2),
     "imagenette": PROFILE_SETTINGS["imagenette"],
 }
 
@@ -92,8 +129,21 @@ def base_config(profile: str | None = None, overrides: Sequence[str] = ()) -> Co
     return cfg
 
 
-def run_config(cfg: Config, *, objective: str, epochs: int, lr: float, seed: int, disc_mode: str = "official") -> Config:
-    """A copy of ``cfg`` for one run of the protocol."""
+def run_config(
+    cfg: Config,
+    *,
+    objective: str,
+    epochs: int,
+    lr: float,
+    seed: int,
+    disc_mode: str = "official",
+    **levers: Any,
+) -> Config:
+    """A copy of ``cfg`` for one run of the protocol.
+
+    ``levers`` (optional) set ``temperature``, ``augment_strength``, ``mixup_alpha`` and
+    ``disc_lr_follows_student`` in the copy's ``loss`` / ``data`` / ``discriminator`` sections.
+    """
     cfg = copy.deepcopy(cfg)
     cfg.loss.objective = objective
     cfg.discriminator.mode = disc_mode
@@ -101,7 +151,53 @@ def run_config(cfg: Config, *, objective: str, epochs: int, lr: float, seed: int
     cfg.optim.milestones = [max(1, (3 * epochs) // 4)]
     cfg.train.epochs = epochs
     cfg.train.seed = seed
+    homes = {
+        "temperature": cfg.loss, "mixup_alpha": cfg.loss, "augment_strength": cfg.data,
+        "disc_lr_follows_student": cfg.discriminator,
+    }
+    for name, value in levers.items():
+        if name not in homes:
+            raise ConfigError(f"Unknown protocol lever {name!r}; use one of {', '.join(homes)}.")
+        setattr(homes[name], "lr_follows_student" if name == "disc_lr_follows_student" else name, value)
     return cfg
+
+
+def continuation_config(cfg: Config, settings: ProtocolSettings, row: str, seed: int, lr: float | None = None) -> Config:
+    """The configuration of continuation ``row`` for ``seed`` (lr from ``settings`` unless given)."""
+    return run_config(
+        cfg, objective=CONTINUATIONS[row], epochs=settings.distill_epochs,
+        lr=settings.lr_for(row) if lr is None else lr, seed=1000 + seed, disc_mode=settings.discriminator_mode,
+        temperature=settings.temperature, augment_strength=settings.augment_strength,
+        mixup_alpha=settings.mixup_alpha, disc_lr_follows_student=settings.disc_lr_follows_student,
+    )
+
+
+class SharedTargets:
+    """The teachers' outputs computed once per distinct batch and shared by the runs of one seed.
+
+    The continuations of one seed see identical batches (same data order, same views, same mixing), so
+    KL-only and MEAL V2 would run the frozen teachers on the very same images. This source wraps the
+    ensemble and remembers its output per batch, keyed by a hash of the images' bytes: a hit is exact
+    (same bytes, same frozen teachers, same outputs), a miss simply runs the teachers. :meth:`clear`
+    between seeds bounds the memory.
+    """
+
+    def __init__(self, ensemble: nn.Module) -> None:
+        self.ensemble = ensemble
+        self._memo: dict[bytes, Any] = {}
+        self.hits = 0
+
+    def targets(self, images: torch.Tensor, batch: Any = None) -> Any:
+        key = hashlib.blake2b(images.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+        key += repr((tuple(images.shape), str(images.dtype))).encode()
+        if key in self._memo:
+            self.hits += 1
+        else:
+            self._memo[key] = self.ensemble.targets(images, batch)
+        return self._memo[key]
+
+    def clear(self) -> None:
+        self._memo.clear()
 
 
 class Experiment:
@@ -119,6 +215,8 @@ class Experiment:
         batch = cfg.data.eval_batch_size or cfg.data.batch_size
         self.val_loader = build_loader(self.datasets["val"], batch, train=False, num_workers=cfg.data.num_workers)
         self.eval_loader = build_loader(self.datasets[self.eval_split], batch, train=False, num_workers=cfg.data.num_workers)
+        self._datasets: dict[str, Any] = {}
+        self._baselines: dict[tuple, tuple[dict, list[dict]]] = {}
         self.teachers = None
         if teachers:
             self.teachers = build_teachers(cfg, self.num_classes, self.datasets.data_config, verbose=verbose).to(self.device)
@@ -131,14 +229,47 @@ class Experiment:
         """Loss, top-1 and top-5 of ``model`` on the held-out split (or ``loader``)."""
         return evaluate(model.to(self.device), loader or self.eval_loader, self.device, num_classes=self.num_classes)
 
-    def train(self, cfg: Config, init_state: Mapping[str, torch.Tensor] | None = None) -> tuple[nn.Module, list[dict]]:
-        """Train one student with ``cfg`` (from ``init_state`` if given); returns the model and its history."""
-        source = self.teachers if cfg.loss.objective != "ce" else None
+    def datasets_for(self, cfg: Config) -> Any:
+        """The splits ``cfg`` trains on: the experiment's own, or a copy whose training split is augmented
+        at ``cfg.data.augment_strength`` (val and test are never augmented, so they are shared)."""
+        strength = cfg.data.augment_strength
+        if strength == self.cfg.data.augment_strength:
+            return self.datasets
+        if strength not in self._datasets:
+            data = copy.deepcopy(self.cfg.data)
+            data.augment_strength = strength
+            self._datasets[strength] = build_datasets(data, self.data_config)
+        return self._datasets[strength]
+
+    def train(
+        self, cfg: Config, init_state: Mapping[str, torch.Tensor] | None = None, teacher_source: Any = None
+    ) -> tuple[nn.Module, list[dict]]:
+        """Train one student with ``cfg`` (from ``init_state`` if given); returns the model and its history.
+
+        The teachers are this experiment's ensemble unless ``teacher_source`` (e.g. a
+        :class:`SharedTargets` around it) is given; a ``ce`` run uses none.
+        """
+        source = (teacher_source or self.teachers) if cfg.loss.objective != "ce" else None
         trainer, history = train_student(
-            cfg, self.datasets, teacher_source=source, init_state=init_state, val_loader=self.val_loader,
+            cfg, self.datasets_for(cfg), teacher_source=source, init_state=init_state, val_loader=self.val_loader,
             verbose=self.verbose_epochs,
         )
         return trainer.student.eval(), history
+
+    def baseline(self, settings: ProtocolSettings, seed: int) -> tuple[nn.Module, list[dict]]:
+        """Seed ``seed``'s baseline (labels only, the profile's recipe), trained once per experiment.
+
+        With ``settings.shared_baseline`` every seed gets seed 0's baseline."""
+        seed = 0 if settings.shared_baseline else seed
+        key = (seed, settings.baseline_epochs, settings.baseline_lr)
+        if key not in self._baselines:
+            cfg = run_config(self.cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=seed)
+            model, history = self.train(cfg)
+            self._baselines[key] = (copy.deepcopy(model.state_dict()), history)
+        state, history = self._baselines[key]
+        model, _ = build_student(self.cfg, self.num_classes)
+        model.load_state_dict(state)
+        return model.to(self.device).eval(), history
 
 
 def summarize(values: Sequence[float]) -> dict:
@@ -149,66 +280,101 @@ def summarize(values: Sequence[float]) -> dict:
     return {"mean": mean, "std": std, "values": values}
 
 
+def paired_differences(values: Mapping[str, Sequence[float]]) -> dict:
+    """Per-seed differences of the continuations (``meal_v2-control``, ``kl_only-control``, ``meal_v2-kl_only``)."""
+    pairs = (("meal_v2", "control"), ("kl_only", "control"), ("meal_v2", "kl_only"))
+    return {
+        f"{a}-{b}": summarize([x - y for x, y in zip(values[a], values[b])])
+        for a, b in pairs if values.get(a) and values.get(b)
+    }
+
+
+def t_interval(summary: Mapping[str, Any], confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Student-t interval for the mean of ``summary["values"]`` (needs two or more values)."""
+    n = len(summary["values"])
+    if n < 2:
+        raise ValueError("A t-interval needs at least two seeds.")
+    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * summary["std"] / math.sqrt(n)
+    return summary["mean"] - half, summary["mean"] + half
+
+
 def run_protocol(
     experiment: Experiment,
     settings: ProtocolSettings,
     *,
     profile: str | None = None,
     keep_models: bool = False,
+    split: str | None = None,
+    rows: Sequence[str] = tuple(CONTINUATIONS),
+    lrs: Mapping[str, float] | None = None,
 ) -> dict:
     """Run the whole protocol on ``experiment``; returns the report (rows, paired differences, curves).
 
-    With ``keep_models`` the report also holds ``models``: the last seed's trained students by row.
+    ``split`` is where every row is measured: the experiment's held-out split (test for the digits) by
+    default, ``"val"`` while choosing settings. ``rows`` and ``lrs`` restrict the continuations and
+    override their learning rates (the validation search uses both). With ``keep_models`` the report
+    also holds ``models``: the last seed's trained students by row.
     """
     started = time.perf_counter()
     cfg = experiment.cfg
     log = experiment.log
-    log(f"meal-lite protocol: profile {resolve_profile(profile)}, {cfg.data.dataset} data, held-out split "
-        f"'{experiment.eval_split}'")
+    split = split or experiment.eval_split
+    loader = experiment.val_loader if split == "val" else experiment.eval_loader
+    if split not in ("val", experiment.eval_split):
+        raise ConfigError(f"Unknown split {split!r} for this protocol; use 'val' or {experiment.eval_split!r}.")
+    log(f"meal-lite protocol: profile {resolve_profile(profile)}, {cfg.data.dataset} data, measured on split '{split}'")
     log(f"settings: {asdict(settings)}")
     if experiment.teachers is None:
         raise ConfigError("The protocol needs the teachers; build the Experiment with teachers=True.")
     results: dict[str, Any] = {}
     for name, model in experiment.teachers.members().items():
-        results[f"teacher:{name}"] = summarize([experiment.evaluate(model)["top1"]])
-    results["ensemble"] = summarize([experiment.evaluate(EnsembleClassifier(experiment.teachers))["top1"]])
+        results[f"teacher:{name}"] = summarize([experiment.evaluate(model, loader)["top1"]])
+    results["ensemble"] = summarize([experiment.evaluate(EnsembleClassifier(experiment.teachers), loader)["top1"]])
     for key, value in results.items():
         log(f"  {key:28s} top-1 {value['mean']:.2f}")
 
-    values: dict[str, list[float]] = {row: [] for row in ROWS}
-    curves: dict[str, list] = {row: [] for row in ROWS}
+    lrs = {row: settings.lr_for(row) for row in rows} | dict(lrs or {})
+    names = ("baseline", *rows)
+    values: dict[str, list[float]] = {row: [] for row in names}
+    curves: dict[str, list] = {row: [] for row in names}
     models: dict[str, nn.Module] = {}
+    shared = SharedTargets(experiment.teachers)
+    inherited: list[dict] = []
     for seed in range(settings.seeds):
-        base_cfg = run_config(cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=seed)
-        baseline, history = experiment.train(base_cfg)
-        values["baseline"].append(experiment.evaluate(baseline)["top1"])
+        baseline, history = experiment.baseline(settings, seed)
+        if seed == 0 or not settings.shared_baseline:  # a shared baseline is one model: one value
+            values["baseline"].append(experiment.evaluate(baseline, loader)["top1"])
+            curves["baseline"].append([m.get("val_top1") for m in history])
         models["baseline"] = baseline
-        curves["baseline"].append([m.get("val_top1") for m in history])
         state = copy.deepcopy(baseline.state_dict())
-        for row, objective in CONTINUATIONS.items():
-            run_cfg = run_config(
-                cfg, objective=objective, epochs=settings.distill_epochs, lr=settings.distill_lr, seed=1000 + seed,
-                disc_mode=settings.discriminator_mode,
+        for row in rows:
+            model, history = experiment.train(
+                continuation_config(cfg, settings, row, seed, lr=lrs[row]), init_state=state, teacher_source=shared
             )
-            model, history = experiment.train(run_cfg, init_state=state)
-            values[row].append(experiment.evaluate(model)["top1"])
+            values[row].append(experiment.evaluate(model, loader)["top1"])
             models[row] = model
             curves[row].append([m.get("val_top1") for m in history])
-        log(f"  seed {seed}: " + ", ".join(f"{row} {values[row][-1]:.2f}" for row in ROWS)
+        shared.clear()
+        seed_models = {"baseline": baseline} | {row: models[row] for row in rows}
+        inherited.append(inheritance_report(seed_models, experiment.teachers, loader, experiment.device))
+        log(f"  seed {seed}: " + ", ".join(f"{row} {values[row][-1]:.2f}" for row in names)
             + f"  ({time.perf_counter() - started:.0f} s)")
-    for row in ROWS:
+    for row in names:
         results[row] = summarize(values[row])
-    paired = {f"{row}-control": summarize([a - b for a, b in zip(values[row], values["control"])]) for row in ("kl_only", "meal_v2")}
-    paired["meal_v2-kl_only"] = summarize([a - b for a, b in zip(values["meal_v2"], values["kl_only"])])
     report = {
         "profile": resolve_profile(profile),
         "dataset": cfg.data.dataset,
-        "split": experiment.eval_split,
-        "metric": "top-1 accuracy (%) on the held-out split; std is the sample std over seeds",
+        "split": split,
+        "metric": f"top-1 accuracy (%) on the {split} split; std is the sample std over seeds",
         "rows": results,
-        "paired_differences": paired,
+        "paired_differences": paired_differences(values),
         "curves": curves,
-        "settings": asdict(settings),
+        # per row, per measure (agreement with the ensemble, ECE, ...): {mean, std, values} over seeds
+        "inherited": {
+            row: {k: summarize([seed[row][k] for seed in inherited]) for k in inherited[0][row]}
+            for row in inherited[0]
+        } if inherited else {},
+        "settings": asdict(replace(settings, lrs=lrs)),
         "student": cfg.student.name,
         "teachers": list(experiment.teachers.teacher_names),
         "hardware": {

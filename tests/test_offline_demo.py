@@ -79,10 +79,18 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
     loader = build_loader(DigitsDataset("test"), 256, train=False)
     for name, model in run.digits_teachers(verbose=False).members().items():
         assert results[f"teacher:{name}"]["values"] == [evaluate(model, loader)["top1"]]
-    for row in ("baseline", "control", "kl_only", "meal_v2"):
+    assert len(results["baseline"]["values"]) == 1  # one shared baseline, as the paper boosts one student
+    for row in ("control", "kl_only", "meal_v2"):
         values = results[row]["values"]
         assert len(values) == 2
         assert results[row]["mean"] == pytest.approx(sum(values) / 2)
+    for key in ("meal_v2-control", "kl_only-control", "meal_v2-kl_only"):
+        assert set(results["details"]["paired_differences"][key]) == {"mean", "std", "values"}
+        assert f"paired {key}" in printed and "95% t-interval" in printed
+    inherited = results["details"]["inherited"]
+    for row in ("control", "kl_only", "meal_v2"):
+        assert inherited[row]["top1"]["values"] == pytest.approx(results[row]["values"])
+        assert all(0 <= v <= 100 for v in inherited[row]["agreement"]["values"])
     paired = results["details"]["paired_differences"]["meal_v2-control"]["values"]
     expected = [a - b for a, b in zip(results["meal_v2"]["values"], results["control"]["values"])]
     assert paired == pytest.approx(expected)
