@@ -38,10 +38,10 @@ def box(ax, x, y, w, h, title, detail="", color=DATA, dashed=False):
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
                                 facecolor=color, edgecolor="0.25", lw=1.2, ls="--" if dashed else "-"))
     if detail:
-        ax.text(x, y + 0.13, title, ha="center", va="center", fontsize=10, fontweight="bold")
-        ax.text(x, y - 0.17, detail, ha="center", va="center", fontsize=8.5)
+        ax.text(x, y + 0.15, title, ha="center", va="center", fontsize=12, fontweight="bold")
+        ax.text(x, y - 0.19, detail, ha="center", va="center", fontsize=10)
     else:
-        ax.text(x, y, title, ha="center", va="center", fontsize=10, fontweight="bold")
+        ax.text(x, y, title, ha="center", va="center", fontsize=12, fontweight="bold")
     return {"x": x, "y": y, "w": w, "h": h}
 
 
@@ -56,57 +56,57 @@ def arrow(ax, a, b, *, side_a="right", side_b="left", label="", dashed=False, co
                                  ls="--" if dashed else "-", connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2))
     if label:
         ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + label_dy, label, ha="center", va="bottom",
-                fontsize=8, color=color, style="italic")
+                fontsize=9.5, color=color, style="italic")
 
 
 def draw() -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(13.5, 6.0))
-    ax.set_xlim(0, 13.5)
+    fig, ax = plt.subplots(figsize=(14.5, 6.0))
+    ax.set_xlim(0, 14.5)
     ax.set_ylim(0, 6.0)
     ax.axis("off")
 
-    images = box(ax, 1.05, 3.2, 1.8, 0.9, "images x", "one augmented view", DATA)
-    teachers = [box(ax, 3.45, y, 1.9, 0.7, f"teacher {name}", "frozen, eval mode", FROZEN)
+    images = box(ax, 1.1, 3.2, 2.0, 0.9, "images x", "one augmented view", DATA)
+    teachers = [box(ax, 3.6, y, 2.1, 0.75, f"teacher {name}", "frozen, eval mode", FROZEN)
                 for y, name in ((5.0, "1"), (4.1, "2"), (2.85, "K"))]
-    ax.text(3.45, 3.5, "...", ha="center", va="center", fontsize=12)
-    student = box(ax, 6.3, 1.2, 2.4, 0.8, "student", "logits z_s (trained)", TRAINED)
+    ax.text(3.6, 3.5, "...", ha="center", va="center", fontsize=12)
+    student = box(ax, 6.6, 1.2, 2.7, 0.9, "student", "logits z_s (trained)", TRAINED)
 
-    probs = box(ax, 6.3, 4.6, 2.4, 0.9, "mean softmax", "p_e = 1/K sum softmax(z_t)", FROZEN)
-    logits = box(ax, 6.3, 3.2, 2.4, 0.9, "mean logits", "z_bar = 1/K sum z_t", FROZEN)
-    kl = box(ax, 9.6, 4.6, 2.8, 0.9, "KL loss", "soft cross-entropy to p_e", LOSS)
-    disc = box(ax, 9.6, 3.2, 2.8, 0.9, "discriminator", "3 layers: student [1, 0] or teacher [0, 1]?", TRAINED)
-    total = box(ax, 12.35, 3.9, 1.9, 0.9, "total loss", "L_KL + lambda L_D", LOSS)
+    probs = box(ax, 6.6, 4.6, 2.7, 0.9, "mean softmax", "p_e = 1/K sum softmax(z_t)", FROZEN)
+    logits = box(ax, 6.6, 3.2, 2.7, 0.9, "mean logits", "z_bar = 1/K sum z_t", FROZEN)
+    kl = box(ax, 10.2, 4.6, 3.3, 0.9, "KL loss", "soft cross-entropy to p_e", LOSS)
+    disc = box(ax, 10.2, 3.2, 3.3, 0.9, "discriminator", "student [1, 0] or teacher [0, 1]?", TRAINED)
+    total = box(ax, 13.2, 3.9, 2.1, 0.9, "total loss", "L_KL + lambda L_D", LOSS)
 
     for t in teachers:
         arrow(ax, images, t)
         arrow(ax, t, probs)
         arrow(ax, t, logits)
     arrow(ax, images, student, side_a="bottom")
-    arrow(ax, probs, kl, label="target")
+    arrow(ax, probs, kl)
     arrow(ax, logits, disc)
     # The student's logits go to both losses along one bus: as softmax(z_s) into the KL loss, as
     # "student" rows [1, 0] into the discriminator.
-    bus_x, left = 7.85, kl["x"] - kl["w"] / 2
+    bus_x, left = 8.25, kl["x"] - kl["w"] / 2
     ax.plot([student["x"] + student["w"] / 2, bus_x, bus_x], [student["y"], student["y"], kl["y"] - 0.22],
             color="0.2", lw=1.3, solid_capstyle="butt")
     for target in (kl, disc):
         y = target["y"] - 0.22
         ax.add_patch(FancyArrowPatch((bus_x, y), (left, y), arrowstyle="-|>", mutation_scale=12, lw=1.3,
                                      color="0.2", shrinkB=2))
-    ax.text(bus_x - 0.08, 1.95, "student logits z_s", rotation=90, ha="right", va="center", fontsize=8,
+    ax.text(bus_x - 0.08, 1.95, "student logits z_s", rotation=90, ha="right", va="center", fontsize=9.5,
             color="0.2", style="italic")
     arrow(ax, kl, total)
     arrow(ax, disc, total)
     # Gradients: one backward pass of the total loss trains the student (and the discriminator).
     arrow(ax, total, student, side_a="bottom", side_b="bottom", rad=-0.25, dashed=True, color="tab:red")
-    ax.text(9.6, 0.3, "one backward pass: gradients reach the student and the discriminator, never the teachers",
-            ha="center", va="center", fontsize=8.5, color="tab:red", style="italic")
+    ax.text(10.2, 0.3, "one backward pass: gradients reach the student and the discriminator, never the teachers",
+            ha="center", va="center", fontsize=10, color="tab:red", style="italic")
 
     legend = [(FROZEN, "frozen (no gradient)"), (TRAINED, "trained"), (LOSS, "loss")]
     for k, (color, text) in enumerate(legend):
-        ax.add_patch(FancyBboxPatch((0.35 + 2.3 * k, 5.65), 0.3, 0.2, boxstyle="round,pad=0.01",
+        ax.add_patch(FancyBboxPatch((0.35 + 2.8 * k, 5.65), 0.3, 0.2, boxstyle="round,pad=0.01",
                                     facecolor=color, edgecolor="0.25"))
-        ax.text(0.75 + 2.3 * k, 5.75, text, va="center", fontsize=8.5)
+        ax.text(0.75 + 2.8 * k, 5.75, text, va="center", fontsize=10)
     return fig
 
 
