@@ -113,9 +113,9 @@ def draw() -> plt.Figure:
 def main(argv: list[str] | None = None) -> Path:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0]) if args else OUT
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "meal-lite-system-diagram"})
-    fig = draw()
-    fig.savefig(out, format="svg", metadata={"Date": None})
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "meal-lite-system-diagram"}):
+        fig = draw()
+        fig.savefig(out, format="svg", metadata={"Date": None})
     plt.close(fig)
     return out
 
