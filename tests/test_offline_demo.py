@@ -121,9 +121,23 @@ def test_teachers_trained_from_an_empty_cache_never_move(tiny_teachers):
     images = torch.randn(8, 1, 32, 32)
     with torch.no_grad():
         target_before = ensemble(images).probs
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)  # teachers included on purpose
-    loss = -(ensemble(images).probs * torch.log_softmax(student(images), -1)).sum(1).mean()
-    loss.backward()  # no zero_grad first: exactly the chapter's step, where a stale .grad would be applied
-    optimizer.step()
-    assert all(torch.equal(before[k], v) for k, v in ensemble.state_dict().items())
-    assert torch.equal(ensemble(images).probs, target_before)
+    # Every optimiser family torch has, with momentum / weight decay where they apply: weight decay or a
+    # momentum buffer would move a parameter even with a zero gradient, but only if it had a .grad at all.
+    optimizers = [
+        lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.1),
+        lambda params: torch.optim.Adam(params, lr=0.1, weight_decay=0.1),
+        lambda params: torch.optim.AdamW(params, lr=0.1),
+        lambda params: torch.optim.RMSprop(params, lr=0.1, momentum=0.9),
+        lambda params: torch.optim.Adagrad(params, lr=0.1),
+    ]
+    student_before = student[1].weight.detach().clone()
+    for make in optimizers:
+        optimizer = make(model.parameters())  # teachers included on purpose
+        for _ in range(2):
+            loss = -(ensemble(images).probs * torch.log_softmax(student(images), -1)).sum(1).mean()
+            loss.backward()  # no zero_grad first: exactly the chapter's step, where a stale .grad would be applied
+            optimizer.step()
+        assert all(p.grad is None for p in ensemble.parameters()), type(optimizer).__name__
+        assert all(torch.equal(before[k], v) for k, v in ensemble.state_dict().items()), type(optimizer).__name__
+        assert torch.equal(ensemble(images).probs, target_before), type(optimizer).__name__
+    assert not torch.equal(student_before, student[1].weight)  # the optimisers did step: the student moved
