@@ -60,7 +60,7 @@ def digits_data_config(image_size: int = DIGITS_DEFAULT_SIZE) -> dict[str, Any]:
 #: The training augmentations by strength (``data.augment_strength``), as RandomAffine arguments.
 #: mild: small rotations, shifts and zooms (the default; the teachers' recipe). strong: views far enough
 #: from the originals that the teachers are unsure on some of them, so their targets carry more than
-#: the label (a lever of Beyer et al. 2022; chapter 2 measures the targets' entropy on both).
+#: the label (a lever of Beyer et al. 2022; chapter 5 measures the targets' entropy on the training views).
 DIGITS_AUGMENTATIONS: dict[str, dict[str, Any]] = {
     "mild": {"degrees": 10, "translate": (0.1, 0.1), "scale": (0.9, 1.1)},
     "strong": {"degrees": 25, "translate": (0.2, 0.2), "scale": (0.7, 1.2), "shear": 15},
