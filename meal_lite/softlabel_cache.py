@@ -233,8 +233,10 @@ def generate_cache(
     manifest = {"format": CACHE_FORMAT, "identity": identity, "num_images": len(train), "num_shards": num_shards,  # type: ignore[arg-type]
                 "shard_images": identity["shard_images"], "bytes_per_crop": record_dtype(cfg.soft_labels.top_k, datasets.num_classes).itemsize,
                 "complete": False}
+    path.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
-        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob("*.tmp-*"):  # half-written files of a killed run (no rank writes yet)
+            leftover.unlink()
         _write_json(path / MANIFEST_NAME, manifest)
     barrier()
     made = 0
