@@ -79,6 +79,7 @@ def accuracy_vs_crops(
     epochs: int = 12,
     every: int = 5,
     lr: float = 0.05,
+    batch_size: int | None = None,
     top_k: int = 5,
     online: bool = True,
     cache_root: str | Path | None = None,
@@ -90,6 +91,7 @@ def accuracy_vs_crops(
     base = copy.deepcopy(experiment.cfg)
     base.discriminator.input = "probs"
     base.soft_labels.top_k = top_k
+    base.data.batch_size = batch_size or base.data.batch_size
     rows = (["online"] if online else []) + [f"R={r}" for r in crops]
     sources: dict[str, tuple[DatasetSplits, Any]] = {}
     manifests = {}
@@ -121,7 +123,7 @@ def accuracy_vs_crops(
         "paired_differences": paired,
         "times_each_crop_is_seen": {f"R={r}": epochs / min(r, epochs) for r in crops},
         "settings": {"crops": list(crops), "seeds": seeds, "epochs": epochs, "train_images": len(datasets["train"]),
-                     "every": every, "lr": lr, "top_k": top_k, "objective": "meal, discriminator.input=probs",
+                     "every": every, "lr": lr, "batch_size": base.data.batch_size, "top_k": top_k, "objective": "meal, discriminator.input=probs",
                      "student": base.student.name, "teachers": list(experiment.teachers.teacher_names),
                      "crop": crop_spec(datasets["train"], datasets.data_config).as_dict()},
         "bytes_per_crop": manifests[crops[0]]["bytes_per_crop"],

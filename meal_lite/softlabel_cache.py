@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import _fsync_dir
+from .checkpoint import atomic_write
 from .config import Config
 from .data import DatasetSplits, build_datasets
 from .distributed import DistributedContext, barrier, resolve_device
@@ -105,22 +104,8 @@ class _ShardCrops(Dataset):
         return render_crop(image, box, flip, self.spec), torch.tensor(box, dtype=torch.int64), flip
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=1).encode()))
+    atomic_write(path, lambda handle: handle.write(json.dumps(data, indent=1).encode()))
 
 
 def _shard_name(shard: int) -> str:
@@ -162,7 +147,7 @@ def _make_shard(
             on_batch(pixels, probs.cpu())
         start += len(pixels)
     file = path / _shard_name(shard)
-    _atomic_write(file, lambda handle: np.save(handle, records, allow_pickle=False))
+    atomic_write(file, lambda handle: np.save(handle, records, allow_pickle=False))
     tails = torch.cat(tail) if tail else torch.zeros(0)
     info = {"file": file.name, "records": len(records), "bytes": file.stat().st_size, "sha256": file_sha256(file),
             "tail_sum": float(tails.double().sum()), "tail_max": float(tails.max()) if len(tails) else 0.0}
