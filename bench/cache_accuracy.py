@@ -23,11 +23,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the offline profile's")
     parser.add_argument("--every", type=int, default=5, help="train on every n-th training image")
+    parser.add_argument("--cache-root", default=None, help="reuse (or keep) the caches in this folder")
     parser.add_argument("--out", default=str(Path(__file__).with_name("cache_accuracy.json")))
     args = parser.parse_args()
     experiment = Experiment(base_config("offline"), verbose=True)
     report = accuracy_vs_crops(experiment, args.crops, seeds=args.seeds, epochs=args.epochs, every=args.every,
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, cache_root=args.cache_root)
     print("\narm      test top-1 (mean +- std over seeds)   paired difference to online")
     for row, value in report["rows"].items():
         diff = report["paired_differences"].get(f"{row}-online")

@@ -307,10 +307,6 @@ class SoftLabelCache:
             self._maps[shard] = np.load(self.path / self.manifest["shards"][shard]["file"], mmap_mode="r")
         return self._maps[shard][offset]
 
-    def records(self, index: int) -> np.ndarray:
-        """All ``R`` stored crops of image ``index`` (a structured array)."""
-        return np.stack([self.record(index * self.crops + r) for r in range(self.crops)])
-
 
 # --------------------------------------------------------------------------------------------------
 # Replay
