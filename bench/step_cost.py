@@ -174,6 +174,7 @@ def run_scale(name: str, scale: dict, args) -> dict:
             if round_ >= args.warmup:
                 seconds[arm] += time.perf_counter() - started
     ips = {arm: scale["batch"] * scale["rounds"] / seconds[arm] for arm in ARMS}
+    print("  " + ", ".join(f"{arm} {ips[arm]:.2f} img/s ({ips['floor'] / ips[arm]:.2f}x)" for arm in ARMS), flush=True)
     return {
         **ips,
         "ratio_to_floor": {arm: ips["floor"] / ips[arm] for arm in ARMS},
