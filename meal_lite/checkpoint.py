@@ -17,7 +17,7 @@ import os
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -34,10 +34,16 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda handle: torch.save(dict(state), handle))
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
+    """Call ``write(binary file handle)`` on a temp file next to ``path``, fsync, then rename it over ``path``."""
+    path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as handle:
-            torch.save(dict(state), handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

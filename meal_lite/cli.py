@@ -4,6 +4,7 @@
     meal-lite eval --model NAME --weights PATH --data-root ROOT --dataset imagenette|imagenet|digits
     meal-lite demo [--out runs/demo] [...]
     meal-lite config [CONFIG] [section.key=value ...] [--profile P]
+    meal-lite cache [CONFIG] [section.key=value ...] [--profile P]   # soft labels, see meal_lite.softlabels
 
 CONFIG omitted means the profile's packaged default (``meal_lite/configs/<profile>.yaml``); the
 profile is ``--profile``, else ``$MEAL_LITE_PROFILE``, else ``imagenette``. Every error meal-lite
@@ -49,11 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meal-lite", description="MEAL V2 ensemble knowledge distillation, small and reproducible."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,demo,config}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,demo,config,cache}")
 
     for name, text in [
         ("train", "train a student (prints the resolved config first)"),
         ("config", "print the resolved configuration and exit"),
+        ("cache", "run the teachers once over seeded crops and store their soft labels in soft_labels.path"),
     ]:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument(
@@ -120,6 +122,26 @@ def _run_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_cache(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distributed import cleanup, init_distributed
+    from .softlabel_cache import generate_cache
+
+    path, overrides = split_config_args(args.args)
+    cfg = load_config(path, overrides, profile=args.profile)
+    try:
+        manifest = generate_cache(cfg, ctx=init_distributed(cfg.train.device))
+    finally:
+        cleanup()
+    if manifest.get("complete"):
+        mb = sum(s["bytes"] for s in manifest["shards"]) / 1e6
+        print(f"cache: {manifest['num_images']} images x {manifest['identity']['crops']} crops = {manifest['records']} "
+              f"records, {manifest['bytes_per_crop']} bytes per crop, {len(manifest['shards'])} shard(s), {mb:.2f} MB "
+              f"in {cfg.soft_labels.path}; mean tail mass beyond top-{manifest['identity']['top_k']}: "
+              f"{manifest['tail_mass_mean']:.2e}")
+    return 0
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
 
@@ -161,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_train(args)
         if args.command == "config":
             return _run_config(args)
+        if args.command == "cache":
+            return _run_cache(args)
         return _run_eval(args)
     except MealLiteError as exc:
         message = " ".join(str(exc).split())  # always one line

@@ -123,6 +123,18 @@ class TrainConfig:
 
 
 @dataclass
+class SoftLabelsConfig:
+    """Cached soft labels (FKD-style, :mod:`meal_lite.softlabels`): made by ``meal-lite cache``, replayed in training."""
+
+    path: str | None = None  # a cache folder: `meal-lite cache` writes it, training replays it (None: online teachers)
+    crops: int = 10  # R: random crops (+ flips) stored per training image
+    top_k: int = 5  # ensemble probabilities kept per crop (float16, with their class indices)
+    seed: int = 0  # seeds the crops (independent of train.seed)
+    shard_images: int | None = None  # images per shard file (None: about 2**20 crops per shard)
+    batch_size: int = 256  # teacher batch while making the cache
+
+
+@dataclass
 class Config:
     """A whole run. ``teachers`` (explicit list) replaces ``teacher_preset`` when non-empty."""
 
@@ -135,6 +147,7 @@ class Config:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    soft_labels: SoftLabelsConfig = field(default_factory=SoftLabelsConfig)
 
 
 def load_config(
@@ -199,6 +212,10 @@ def validate_config(cfg: Config) -> None:
         ("train.log_every", cfg.train.log_every),
         ("train.eval_every", cfg.train.eval_every),
         ("train.limit_batches", cfg.train.limit_batches),
+        ("soft_labels.crops", cfg.soft_labels.crops),
+        ("soft_labels.top_k", cfg.soft_labels.top_k),
+        ("soft_labels.shard_images", cfg.soft_labels.shard_images),
+        ("soft_labels.batch_size", cfg.soft_labels.batch_size),
     ]:
         _at_least(value, key, 1)
     _at_least(cfg.data.num_workers, "data.num_workers", 0)
@@ -222,6 +239,11 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(
             f"loss.objective={cfg.loss.objective} needs teachers: set teacher_preset (e.g. imagenette-small) "
             f"or a teachers list, or use loss.objective=ce."
+        )
+    if cfg.soft_labels.path and cfg.loss.objective == "meal" and cfg.discriminator.input != "probs":
+        raise ConfigError(
+            "A soft-label cache stores probabilities, not logits, so its discriminator must compare probabilities; "
+            "set discriminator.input=probs (or unset soft_labels.path)."
         )
     if not cfg.train.device or not (cfg.train.device in ("auto", "cpu") or cfg.train.device.startswith("cuda")):
         raise ConfigError(f"Config key 'train.device' must be auto, cpu, cuda or cuda:N, but was given {cfg.train.device!r}.")

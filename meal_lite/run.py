@@ -33,6 +33,7 @@ from .loaders import build_loader
 from .models import create_student, create_teachers, teacher_specs
 from .objective import Objective
 from .recorder import CHECKPOINT_NAME, RunRecorder
+from .softlabels import replay_cache
 from .trainer import Callback, Trainer
 
 __all__ = [
@@ -185,13 +186,15 @@ def train_from_config(cfg: Config, *, callbacks: Sequence[Callback] = (), ctx: D
     student, data_config = build_student(cfg)
     datasets = build_datasets(cfg.data, data_config)
     _check_class_counts(cfg, student, datasets.num_classes)
-    teachers = None
-    if cfg.loss.objective != "ce":
-        teachers = build_teachers(cfg, datasets.num_classes, datasets.data_config)
+    teachers = source = None
+    if cfg.loss.objective != "ce" and cfg.soft_labels.path:
+        datasets, source = replay_cache(cfg, datasets)  # cached soft labels: no teacher is built
+    elif cfg.loss.objective != "ce":
+        teachers = source = build_teachers(cfg, datasets.num_classes, datasets.data_config)
         _check_teacher_classes(teachers, datasets.num_classes)
     _check_one_sample(student, teachers, datasets, datasets.num_classes)
     trainer, history = train_student(
-        cfg, datasets, teacher_source=teachers, student=student, out_dir=out_dir, ctx=ctx, callbacks=callbacks, verbose=True
+        cfg, datasets, teacher_source=source, student=student, out_dir=out_dir, ctx=ctx, callbacks=callbacks, verbose=True
     )
     return {
         "out_dir": str(out_dir),

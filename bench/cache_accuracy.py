@@ -1,0 +1,42 @@
+"""Accuracy against R on the offline digits: online teaching vs caches of R = 1, 10, 50 crops per image.
+
+Runs :func:`meal_lite.cache_study.accuracy_vs_crops` (the method and its reasons are in that module's
+docstring) over several seeds and writes ``bench/cache_accuracy.json``; chapter 6 reads it.
+
+    MEAL_LITE_PROFILE=offline HF_HUB_OFFLINE=1 python bench/cache_accuracy.py   # a few minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from meal_lite.cache_study import accuracy_vs_crops
+from meal_lite.protocol import Experiment, base_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crops", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the offline profile's")
+    parser.add_argument("--every", type=int, default=5, help="train on every n-th training image")
+    parser.add_argument("--cache-root", default=None, help="reuse (or keep) the caches in this folder")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("cache_accuracy.json")))
+    args = parser.parse_args()
+    experiment = Experiment(base_config("offline"), verbose=True)
+    report = accuracy_vs_crops(experiment, args.crops, seeds=args.seeds, epochs=args.epochs, every=args.every,
+                                batch_size=args.batch_size, cache_root=args.cache_root)
+    print("\narm      test top-1 (mean +- std over seeds)   paired difference to online")
+    for row, value in report["rows"].items():
+        diff = report["paired_differences"].get(f"{row}-online")
+        extra = f"{diff['mean']:+.2f} +- {diff['std']:.2f}" if diff else ""
+        print(f"{row:8s} {value['mean']:6.2f} +- {value['std']:.2f}                      {extra}")
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out} ({report['wall_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
