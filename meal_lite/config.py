@@ -37,6 +37,13 @@ class DataConfig:
     download: bool = True
     image_size: int | None = None  # None: the student's own timm input size
     batch_size: int = 64  # per process (per GPU under DDP); the global batch is this x world size
+    # global_batch set: the batch of ONE optimiser step over all processes (the paper: 512); the
+    # per-process batch and the gradient accumulation steps are derived from the world size (and
+    # max_batch_per_process), batch_size is then ignored, and the lrs scale with optim.reference_batch.
+    global_batch: int | None = None
+    max_batch_per_process: int | None = None  # None: no limit (no accumulation unless needed to divide)
+    cutmix_prob: float = 0.0  # probability that a training batch is CutMixed (before teachers and student)
+    cutmix_beta: float = 1.0  # CutMix's Beta(beta, beta) for the kept area
     eval_batch_size: int | None = None  # None: same as batch_size
     num_workers: int = 2
     skip_bad_files: bool = False
@@ -96,6 +103,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     milestones: list[int] = field(default_factory=lambda: [100])
     gamma: float = 0.1
+    # optim.lr and discriminator.lr are the values at this GLOBAL batch (the paper's 512); with
+    # data.global_batch set, both are scaled linearly by global_batch / reference_batch.
+    reference_batch: int = 512
 
 
 @dataclass
@@ -113,6 +123,7 @@ class TrainConfig:
     progress: bool = True
     eval_every: int = 1
     limit_batches: int | None = None  # train/evaluate on at most this many batches per epoch (smoke runs)
+    checkpoint_every: int | None = None  # also write last.pt every this many optimiser steps (mid-epoch)
 
 
 @dataclass
@@ -192,6 +203,10 @@ def validate_config(cfg: Config) -> None:
         ("train.log_every", cfg.train.log_every),
         ("train.eval_every", cfg.train.eval_every),
         ("train.limit_batches", cfg.train.limit_batches),
+        ("train.checkpoint_every", cfg.train.checkpoint_every),
+        ("data.global_batch", cfg.data.global_batch),
+        ("data.max_batch_per_process", cfg.data.max_batch_per_process),
+        ("optim.reference_batch", cfg.optim.reference_batch),
     ]:
         _at_least(value, key, 1)
     _at_least(cfg.data.num_workers, "data.num_workers", 0)
@@ -202,6 +217,14 @@ def validate_config(cfg: Config) -> None:
     _at_least(cfg.optim.weight_decay, "optim.weight_decay", 0)
     _at_least(cfg.discriminator.weight, "discriminator.weight", 0)
     _at_least(cfg.optim.gamma, "optim.gamma", 0, strict=True)
+    _at_least(cfg.data.cutmix_beta, "data.cutmix_beta", 0, strict=True)
+    if not 0.0 <= cfg.data.cutmix_prob <= 1.0:
+        raise ConfigError(f"Config key 'data.cutmix_prob' must be between 0 and 1, but was given {cfg.data.cutmix_prob!r}.")
+    if cfg.data.cutmix_prob > 0 and cfg.loss.objective == "ce":
+        raise ConfigError(
+            "data.cutmix_prob > 0 needs teachers to label the mixed images (loss.objective kl or meal); "
+            "meal-lite does not mix one-hot labels, so set data.cutmix_prob=0 for loss.objective=ce."
+        )
     if list(cfg.optim.milestones) != sorted(set(cfg.optim.milestones)):
         raise ConfigError(
             f"Config key 'optim.milestones' must be increasing epoch numbers, but was given {cfg.optim.milestones!r}."
