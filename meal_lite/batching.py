@@ -55,8 +55,9 @@ def plan_batches(cfg, world_size: int = 1) -> BatchPlan:
     return BatchPlan(global_batch, world_size, share // accum, accum, global_batch / optim.reference_batch, optim.reference_batch)
 
 
-def describe_plan(plan: BatchPlan, lr: float, disc_lr: float) -> str:
-    """Human-readable lines (YAML comments, so a printed config still loads) explaining ``plan``."""
+def describe_plan(plan: BatchPlan, cfg) -> str:
+    """Lines explaining ``plan`` for the run configuration ``cfg``, as YAML comments (a printed config still loads)."""
+    lr, disc_lr = cfg.optim.lr, cfg.discriminator.lr
     lines = [
         f"# batch: global {plan.global_batch} = {plan.world_size} process(es) x {plan.per_process} per process "
         f"x {plan.accum_steps} accumulation step(s)"
@@ -69,4 +70,6 @@ def describe_plan(plan: BatchPlan, lr: float, disc_lr: float) -> str:
             f"x {plan.global_batch}/{plan.reference_batch} = {plan.lr_scale:g} -> student lr {lr * plan.lr_scale:g}, "
             f"discriminator lr {disc_lr * plan.lr_scale:g}"
         )
+    if cfg.loss.objective == "meal" and cfg.discriminator.lr_follows_student:
+        lines.append("# discriminator.lr_follows_student: the discriminator trains at the student's lr (official overwrite)")
     return "\n".join(lines) + "\n"

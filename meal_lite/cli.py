@@ -129,7 +129,7 @@ def _run_config(args: argparse.Namespace) -> int:
     if world_size < 1:
         raise ConfigError(f"--world-size must be >= 1, but was given {world_size}.")
     plan = plan_batches(cfg, world_size)
-    print(format_config(cfg) + describe_plan(plan, cfg.optim.lr, cfg.discriminator.lr), end="")
+    print(format_config(cfg) + describe_plan(plan, cfg), end="")
     return 0
 
 

@@ -182,7 +182,7 @@ def train_from_config(cfg: Config, *, callbacks: Sequence[Callback] = (), ctx: D
     out_dir = Path(cfg.train.out)
     # The resolved config prints itself, then how its global batch splits over this run's processes.
     plan = plan_batches(cfg, ctx.world_size)
-    RunRecorder(None, is_main=ctx.is_main).log(format_config(cfg) + describe_plan(plan, cfg.optim.lr, cfg.discriminator.lr))
+    RunRecorder(None, is_main=ctx.is_main).log(format_config(cfg) + describe_plan(plan, cfg))
     if (out_dir / CHECKPOINT_NAME).exists() and not cfg.train.resume:
         raise ConfigError(
             f"'{out_dir}' already holds a run ({CHECKPOINT_NAME}); set train.resume=true to continue it or "
