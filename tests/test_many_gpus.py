@@ -209,3 +209,18 @@ def test_cutmix_pastes_one_box_from_a_permuted_batch():
 def test_cutmix_needs_teachers():
     with pytest.raises(ConfigError, match="needs teachers to label the mixed images"):
         load_config(None, ["data.cutmix_prob=0.5", "loss.objective=ce"], profile="offline")
+
+
+def test_meal_lite_config_prints_the_batch_split_and_still_loads(capsys, tmp_path):
+    import yaml
+
+    from meal_lite.cli import main
+
+    from pathlib import Path
+
+    path = str(Path(__file__).resolve().parents[1] / "configs" / "imagenet" / "resnet50-224.yaml")
+    assert main(["config", "--world-size", "2", path, "data.global_batch=256"]) == 0
+    text = capsys.readouterr().out
+    assert "# batch: global 256 = 2 process(es) x 64 per process x 2 accumulation step(s)" in text
+    assert "x 256/512 = 0.5 -> student lr 0.005" in text and "lr_follows_student" in text
+    assert yaml.safe_load(text)["data"]["global_batch"] == 256  # the comments keep it loadable
