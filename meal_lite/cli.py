@@ -100,7 +100,11 @@ def _run_train(args: argparse.Namespace) -> int:
         again = " ".join(["meal-lite train", *args.args, "train.resume=true", *profile])
         last = Path(cfg.train.out) / "last.pt"
         if last.exists():
-            print(f"interrupted; {last} holds the last finished epoch; continue with: {again}", file=sys.stderr)
+            print(
+                f"interrupted; {last} holds the last checkpoint (an epoch end, or a train.checkpoint_every "
+                f"step); continue with: {again}",
+                file=sys.stderr,
+            )
         else:
             print("interrupted before the first epoch finished; nothing to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED

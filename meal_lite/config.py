@@ -36,7 +36,7 @@ class DataConfig:
     imagenette_size: str = "160px"
     download: bool = True
     image_size: int | None = None  # None: the student's own timm input size
-    batch_size: int = 64  # per process (per GPU under DDP); the global batch is this x world size
+    batch_size: int = 64  # per process (per GPU under DDP) when global_batch is unset; global = this x world size
     # global_batch set: the batch of ONE optimiser step over all processes (the paper: 512); the
     # per-process batch and the gradient accumulation steps are derived from the world size (and
     # max_batch_per_process), batch_size is then ignored, and the lrs scale with optim.reference_batch.
