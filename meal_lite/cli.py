@@ -3,7 +3,7 @@
     meal-lite train [CONFIG] [section.key=value ...] [--profile P]
     meal-lite eval --model NAME --weights PATH --data-root ROOT --dataset imagenette|imagenet|digits
     meal-lite demo [--out runs/demo] [...]
-    meal-lite config [CONFIG] [section.key=value ...] [--profile P]
+    meal-lite config [CONFIG] [section.key=value ...] [--profile P] [--world-size N]
     meal-lite cache [CONFIG] [section.key=value ...] [--profile P]   # soft labels, see meal_lite.softlabels
 
 CONFIG omitted means the profile's packaged default (``meal_lite/configs/<profile>.yaml``); the
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="a YAML config (default: the profile's packaged one) then overrides, e.g. train.epochs=3",
         )
         p.add_argument("--profile", choices=PROFILES, default=None, help="beats $MEAL_LITE_PROFILE")
+        if name == "config":
+            p.add_argument(
+                "--world-size", type=int, default=None, metavar="N",
+                help="show the batch split for N processes (default: $WORLD_SIZE, else 1)",
+            )
 
     ev = sub.add_parser("eval", help="top-1/top-5 of a checkpoint", description="Evaluate model weights.")
     ev.add_argument("--model", required=True, help="timm model name, e.g. resnet50")
@@ -97,7 +102,11 @@ def _run_train(args: argparse.Namespace) -> int:
         again = " ".join(["meal-lite train", *args.args, "train.resume=true", *profile])
         last = Path(cfg.train.out) / "last.pt"
         if last.exists():
-            print(f"interrupted; {last} holds the last finished epoch; continue with: {again}", file=sys.stderr)
+            print(
+                f"interrupted; {last} holds the last checkpoint (an epoch end, or a train.checkpoint_every "
+                f"step); continue with: {again}",
+                file=sys.stderr,
+            )
         else:
             print("interrupted before the first epoch finished; nothing to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -115,10 +124,18 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace) -> int:
+    import os
+
+    from .batching import describe_plan, plan_batches
     from .config import format_config, load_config
 
     path, overrides = split_config_args(args.args)
-    print(format_config(load_config(path, overrides, profile=args.profile)), end="")
+    cfg = load_config(path, overrides, profile=args.profile)
+    world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE") or 1)
+    if world_size < 1:
+        raise ConfigError(f"--world-size must be >= 1, but was given {world_size}.")
+    plan = plan_batches(cfg, world_size)
+    print(format_config(cfg) + describe_plan(plan, cfg), end="")
     return 0
 
 

@@ -36,7 +36,17 @@ class DataConfig:
     imagenette_size: str = "160px"
     download: bool = True
     image_size: int | None = None  # None: the student's own timm input size
-    batch_size: int = 64  # per process (per GPU under DDP); the global batch is this x world size
+    batch_size: int = 64  # per process (per GPU under DDP) when global_batch is unset; global = this x world size
+    # global_batch set: the batch of ONE optimiser step over all processes (the paper: 512); the
+    # per-process batch and the gradient accumulation steps are derived from the world size (and
+    # max_batch_per_process), batch_size is then ignored, and the lrs scale with optim.reference_batch.
+    global_batch: int | None = None
+    max_batch_per_process: int | None = None  # None: no limit (no accumulation unless needed to divide)
+    # Input mixing, applied to each training batch before the teachers and the student see it (timm's
+    # Mixup in batch mode, meal_lite.objective.make_mix); a cross-entropy run mixes its labels alike.
+    cutmix_prob: float = 0.0  # probability that a training batch is CutMixed (the paper's CutMix row)
+    cutmix_beta: float = 1.0  # CutMix's Beta(beta, beta) for the kept area
+    mixup_alpha: float = 0.0  # Mixup's Beta(alpha, alpha), every batch: "function matching" (Beyer et al. 2022)
     eval_batch_size: int | None = None  # None: same as batch_size
     num_workers: int = 2
     skip_bad_files: bool = False
@@ -73,10 +83,6 @@ class LossConfig:
     temperature: float = 1.0  # MEAL V2 uses 1 (no temperature)
     objective: str = "meal"
     distillation: str = "soft_ce"  # soft_ce (the official loss) | kl (same gradient, reads 0 at a perfect match)
-    # Input mixing (timm's Mixup) applied to the training batch before teachers and student see it:
-    # "function matching" (Beyer et al. 2022). 0 = off, as in MEAL V2. Labels (ce) are mixed likewise.
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
 
 
 @dataclass
@@ -103,6 +109,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     milestones: list[int] = field(default_factory=lambda: [100])
     gamma: float = 0.1
+    # optim.lr and discriminator.lr are the values at this GLOBAL batch (the paper's 512); with
+    # data.global_batch set, both are scaled linearly by global_batch / reference_batch.
+    reference_batch: int = 512
 
 
 @dataclass
@@ -120,6 +129,7 @@ class TrainConfig:
     progress: bool = True
     eval_every: int = 1
     limit_batches: int | None = None  # train/evaluate on at most this many batches per epoch (smoke runs)
+    checkpoint_every: int | None = None  # also write last.pt every this many optimiser steps (mid-epoch)
 
 
 @dataclass
@@ -216,6 +226,10 @@ def validate_config(cfg: Config) -> None:
         ("soft_labels.top_k", cfg.soft_labels.top_k),
         ("soft_labels.shard_images", cfg.soft_labels.shard_images),
         ("soft_labels.batch_size", cfg.soft_labels.batch_size),
+        ("train.checkpoint_every", cfg.train.checkpoint_every),
+        ("data.global_batch", cfg.data.global_batch),
+        ("data.max_batch_per_process", cfg.data.max_batch_per_process),
+        ("optim.reference_batch", cfg.optim.reference_batch),
     ]:
         _at_least(value, key, 1)
     _at_least(cfg.data.num_workers, "data.num_workers", 0)
@@ -226,6 +240,19 @@ def validate_config(cfg: Config) -> None:
     _at_least(cfg.optim.weight_decay, "optim.weight_decay", 0)
     _at_least(cfg.discriminator.weight, "discriminator.weight", 0)
     _at_least(cfg.optim.gamma, "optim.gamma", 0, strict=True)
+    _at_least(cfg.data.cutmix_beta, "data.cutmix_beta", 0, strict=True)
+    if not 0.0 <= cfg.data.cutmix_prob <= 1.0:
+        raise ConfigError(f"Config key 'data.cutmix_prob' must be between 0 and 1, but was given {cfg.data.cutmix_prob!r}.")
+    _at_least(cfg.data.mixup_alpha, "data.mixup_alpha", 0)
+    if cfg.data.mixup_alpha > 0 and cfg.data.cutmix_prob > 0:
+        raise ConfigError(
+            "data.mixup_alpha and data.cutmix_prob are both set; meal-lite mixes a batch one way, so set one of them to 0."
+        )
+    if (cfg.data.mixup_alpha > 0 or cfg.data.cutmix_prob > 0) and cfg.soft_labels.path:
+        raise ConfigError(
+            "Input mixing changes the pixels after a cached crop is replayed, so the stored soft labels would not "
+            "describe the mixed image; set data.mixup_alpha=0 and data.cutmix_prob=0, or drop soft_labels.path."
+        )
     if list(cfg.optim.milestones) != sorted(set(cfg.optim.milestones)):
         raise ConfigError(
             f"Config key 'optim.milestones' must be increasing epoch numbers, but was given {cfg.optim.milestones!r}."

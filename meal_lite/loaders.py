@@ -1,7 +1,7 @@
 """Loaders whose batches are a function of ``(seed, epoch)`` only: the order and every random view.
 
-:func:`build_loader` always uses a sampler with ``set_epoch(epoch)`` (our :class:`EpochSampler` in one
-process, ``DistributedSampler`` under DDP), and for training wraps the dataset in :class:`SeededViews`,
+:func:`build_loader` always uses a sampler with ``set_epoch(epoch)`` (our :class:`EpochSampler`, in one
+process and, sharded and padded, under DDP), and for training wraps the dataset in :class:`SeededViews`,
 which draws each image's random augmentation from a seed made of ``(seed, epoch, index)``. So:
 
 - an interrupted run resumes with exactly the batches it would have seen, whatever the number of
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torch.utils.data.distributed import DistributedSampler
 
 from .errors import ConfigError
 
@@ -91,18 +90,32 @@ class EpochSampler(Sampler[int]):
     Call ``set_epoch(epoch)`` before each epoch, as with ``DistributedSampler``. The permutation comes
     from a private ``torch.Generator`` seeded with a mix of ``seed`` and ``epoch`` (NumPy's
     ``SeedSequence``, so that nearby seeds and epochs give unrelated orders), never from the global RNG.
-    With ``world_size > 1`` it yields this rank's share, ``indices[rank::world_size]``, without the
-    padding ``DistributedSampler`` adds; that is what evaluation wants (every image counted once).
+    With ``world_size > 1`` it yields this rank's share, ``indices[rank::world_size]``. Without ``pad``
+    (evaluation) nothing is added, so every image is counted once; with ``pad`` (training) the order is
+    extended by its own head to a multiple of ``world_size``, as ``DistributedSampler`` does, so every
+    rank takes the same number of steps. Batch ``k`` of rank ``r`` under ``W`` processes with batch ``b``
+    is then exactly rank ``r``'s share of batch ``k`` of one process with batch ``W*b``.
+
+    ``skip`` (set by :func:`set_loader_epoch`) drops this rank's first ``skip`` indices: a run resumed
+    mid-epoch continues at its sampler position without loading the images it already trained on.
     """
 
     def __init__(
-        self, data_source: Sized | int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        data_source: Sized | int,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = False,
     ) -> None:
         self.n = data_source if isinstance(data_source, int) else len(data_source)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
+        self.pad = bool(pad)
         self.epoch = 0
+        self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -115,11 +128,19 @@ class EpochSampler(Sampler[int]):
         g.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
         return torch.randperm(self.n, generator=g).tolist()
 
+    def _share(self) -> list[int]:
+        order = self._order()
+        if self.pad and self.n % self.world_size:
+            extra = self.world_size - self.n % self.world_size
+            order += (order * (extra // max(self.n, 1) + 1))[:extra]
+        return order[self.rank :: self.world_size]
+
     def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.rank :: self.world_size])
+        return iter(self._share()[self.skip :])
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
+        total = -(-self.n // self.world_size) if self.pad else len(range(self.rank, self.n, self.world_size))
+        return max(total - self.skip, 0)
 
 
 def build_loader(
@@ -138,9 +159,10 @@ def build_loader(
     """A DataLoader whose sampler has ``set_epoch(epoch)`` in every case.
 
     - single process: :class:`EpochSampler` (shuffled for training, in order for evaluation);
-    - ``distributed`` training: ``torch.utils.data.DistributedSampler`` (shuffle, seed) - each rank
-      gets its share, order fixed by ``seed + epoch``; distributed evaluation: :class:`EpochSampler`
-      sharded without padding, so each image is counted exactly once.
+    - ``distributed`` training: :class:`EpochSampler` with padding - each rank gets its share of the
+      one-process order, so W processes with batch b see the batches of one process with batch W*b;
+      distributed evaluation: :class:`EpochSampler` sharded without padding, so each image is counted
+      exactly once.
 
     Training loaders wrap the dataset in :class:`SeededViews` (random views from ``(seed, epoch,
     index)``). ``pin_memory`` defaults to "CUDA is available"; ``drop_last`` defaults to ``train`` (a last
@@ -156,7 +178,7 @@ def build_loader(
                 raise ConfigError("build_loader(distributed=True) needs an initialised process group or explicit rank and world_size.")
             rank, world_size = dist.get_rank(), dist.get_world_size()
         if train:
-            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+            sampler = EpochSampler(dataset, shuffle=True, seed=seed, rank=rank, world_size=world_size, pad=True)
         else:
             sampler = EpochSampler(dataset, shuffle=False, seed=seed, rank=rank, world_size=world_size)
     else:
@@ -175,24 +197,37 @@ def build_loader(
         pin_memory=pin_memory,
         drop_last=drop_last,
         persistent_workers=False,
+        # A private generator for the workers' base seed: iterating the loader then never draws from
+        # the global RNG, so a run resumed mid-epoch continues the global stream where it was saved.
+        generator=torch.Generator().manual_seed(mix_seed(seed, 0xDA7A)),
     )
 
 
 
-def set_loader_epoch(loader: Iterable, epoch: int) -> None:
-    """Tell a loader's sampler (order) and dataset (views) which epoch it is in.
+def set_loader_epoch(loader: Iterable, epoch: int, skip_batches: int = 0) -> int:
+    """Tell a loader's sampler (order) and dataset (views) which epoch it is in, and where to start.
 
     Calls ``set_epoch(epoch)`` on the sampler (or the batch sampler's) and on the dataset when they have
-    it; a no-op for loaders without them (a plain list of batches, say).
+    it; a no-op for loaders without them (a plain list of batches, say). ``skip_batches`` > 0 asks to
+    start after that many batches: a sampler with a ``skip`` attribute (:class:`EpochSampler`) does it
+    without loading them. Returns the number of batches the caller must still skip itself (0 when the
+    sampler did it).
     """
     batch_sampler = getattr(loader, "batch_sampler", None)
+    sampler = None
     for obj in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None), batch_sampler):
         if hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
+            sampler = obj
             break
     dataset = getattr(loader, "dataset", None)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
+    batch_size = getattr(loader, "batch_size", None)
+    if sampler is not None and hasattr(sampler, "skip") and batch_size:
+        sampler.skip = int(skip_batches) * int(batch_size)
+        return 0
+    return int(skip_batches)
 
 
 class LimitedLoader:

@@ -108,8 +108,7 @@ class Objective(nn.Module):
         disc_mode: ``official`` (joint regulariser) or ``adversarial`` (gradient reversal).
         disc_weight: weight of ``d_loss`` in the total.
         disc_input: ``logits`` (online: mean teacher logits) or ``probs`` (cached: ensemble probabilities).
-        mix: ``(images, labels) -> (mixed images, soft labels)`` applied in training mode before anything
-            sees the batch (see :func:`make_mix`); None (MEAL V2) leaves the batch as it is.
+        mix: training-mode input mixing, ``(images, labels) -> (images, soft labels)`` (:func:`make_mix`).
     """
 
     def __init__(
@@ -192,16 +191,6 @@ class Objective(nn.Module):
         """The distillation target at the objective's temperature (see :func:`soft_targets`)."""
         return soft_targets(targets, self.temperature)
 
-    def _teacher_side(self, targets: EnsembleOutput) -> torch.Tensor:
-        if _unwrap(self.trainable).disc_input == "probs":
-            return targets.probs
-        if targets.logits is None:
-            raise ConfigError(
-                "This teacher source stores no logits, so the discriminator cannot see mean teacher logits; "
-                "use discriminator.input=probs (FKD's MEAL V2 mode)."
-            )
-        return targets.logits
-
     # -- one step ----------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, labels: torch.Tensor, batch: Any = None) -> dict[str, torch.Tensor]:
         """``{"loss": total, ...parts}`` for one batch; every value a 0-dim tensor (no host sync).
@@ -209,17 +198,16 @@ class Objective(nn.Module):
         ``batch`` is the whole batch tuple, handed to the teacher source (a cached source reads sample
         indices and crop parameters from it).
         """
-        soft_labels = None
+        soft_labels = None  # timm mixes in place: mix a copy, the caller's batch stays as it was
         if self.mix is not None and self.training:
-            images, soft_labels = self.mix(images.clone(), labels)  # timm mixes in place; keep the batch
+            images, soft_labels = self.mix(images.clone(), labels)
         targets = self.teacher_source.targets(images, batch) if self.teacher_source is not None else None
-        teacher_side = self._teacher_side(targets) if self.discriminator is not None else None
+        teacher_side = _teacher_side(targets, _unwrap(self.trainable).disc_input) if self.discriminator is not None else None
         logits, disc_out = self.trainable(images, teacher_side)
         logits = logits.float()
-        if targets is None:
-            if soft_labels is not None:
-                return {"loss": soft_cross_entropy(logits, soft_labels.float())}
-            return {"loss": cross_entropy(logits, labels)}
+        if targets is None:  # labels: as they are, or mixed like the images
+            loss = cross_entropy(logits, labels) if soft_labels is None else soft_cross_entropy(logits, soft_labels.float())
+            return {"loss": loss}
         kl = DISTILLATION_LOSSES[self.distillation](logits, self.soft_targets(targets), temperature=self.temperature)
         if disc_out is None:
             return {"loss": kl, "kl": kl}
@@ -229,7 +217,7 @@ class Objective(nn.Module):
         return {"loss": kl + self.disc_weight * d_loss, "kl": kl, "d_loss": d_loss, "disc_acc": disc_acc}
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}, temperature={self.temperature}, distillation={self.distillation}"
+        return f"kind={self.kind}, temperature={self.temperature}, distillation={self.distillation}, mix={self.mix is not None}"
 
     @classmethod
     def from_config(cls, student: nn.Module, teacher_source: Any, cfg: Any, num_classes: int | None, **kwargs: Any) -> "Objective":
@@ -245,25 +233,38 @@ class Objective(nn.Module):
             disc_input=cfg.discriminator.input,
             disc_reduction=cfg.discriminator.reduction,
             num_classes=num_classes,
-            mix=make_mix(cfg.loss.mixup_alpha, cfg.loss.cutmix_alpha, num_classes),
+            mix=make_mix(cfg.data.mixup_alpha, cfg.data.cutmix_prob, cfg.data.cutmix_beta, num_classes),
             **kwargs,
         )
 
 
-def make_mix(mixup_alpha: float, cutmix_alpha: float, num_classes: int | None) -> Mixup | None:
-    """timm's batch Mixup/CutMix (one lambda per batch, no label smoothing), or None when both are 0.
+def make_mix(mixup_alpha: float, cutmix_prob: float, cutmix_beta: float, num_classes: int | None) -> Mixup | None:
+    """The batch's input mixing (timm's ``Mixup`` in batch mode, no label smoothing), or None when off.
 
-    It draws from NumPy's global RNG, which checkpoints save and restore, so a resumed run mixes the same
-    way. It needs an even batch: training loaders drop their last incomplete batch.
+    ``mixup_alpha > 0``: Mixup on every batch, ``lam ~ Beta(alpha, alpha)`` ("function matching",
+    Beyer et al. 2022). ``cutmix_prob > 0``: CutMix on that fraction of the batches, the kept area
+    ``lam ~ Beta(beta, beta)`` (the paper's "ResNet-50 + CutMix" row; the official code mixes only the
+    images, since the teachers label the mixed image). One lam and one box per batch, each image mixed
+    with the batch's mirror image (``x.flip(0)``). It draws from NumPy's global RNG, which checkpoints
+    save and restore, so a resumed run mixes the same way. It needs an even batch: training loaders
+    drop their last incomplete batch.
     """
-    if mixup_alpha < 0 or cutmix_alpha < 0:
-        raise ConfigError(f"loss.mixup_alpha and loss.cutmix_alpha must be >= 0, got {mixup_alpha} and {cutmix_alpha}.")
-    if mixup_alpha == 0 and cutmix_alpha == 0:
+    if mixup_alpha < 0 or not 0 <= cutmix_prob <= 1 or cutmix_beta <= 0:
+        raise ConfigError(
+            f"Input mixing needs mixup_alpha >= 0, 0 <= cutmix_prob <= 1 and cutmix_beta > 0, got "
+            f"{mixup_alpha}, {cutmix_prob} and {cutmix_beta}."
+        )
+    if mixup_alpha > 0 and cutmix_prob > 0:
+        raise ConfigError("Mixup and CutMix are both asked for; meal-lite mixes a batch one way, so set one of them to 0.")
+    if mixup_alpha == 0 and cutmix_prob == 0:
         return None
     if num_classes is None:
         raise ModelError("Input mixing needs the class count to mix labels; pass num_classes=.")
+    if mixup_alpha > 0:
+        return Mixup(mixup_alpha=mixup_alpha, cutmix_alpha=0.0, mode="batch", label_smoothing=0.0, num_classes=num_classes)
     return Mixup(
-        mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, mode="batch", label_smoothing=0.0, num_classes=num_classes
+        mixup_alpha=0.0, cutmix_alpha=cutmix_beta, prob=cutmix_prob, mode="batch", label_smoothing=0.0,
+        num_classes=num_classes,
     )
 
 
@@ -280,6 +281,18 @@ def soft_targets(targets: EnsembleOutput, temperature: float) -> torch.Tensor:
     if targets.teacher_logits is not None:
         return torch.softmax(targets.teacher_logits.float() / temperature, dim=-1).mean(dim=0)
     return soften(targets.probs, temperature, is_probs=True)
+
+
+def _teacher_side(targets: EnsembleOutput, disc_input: str) -> torch.Tensor:
+    """What the discriminator sees for the teachers: mean logits (online) or the ensemble's probabilities."""
+    if disc_input == "probs":
+        return targets.probs
+    if targets.logits is None:
+        raise ConfigError(
+            "This teacher source stores no logits, so the discriminator cannot see mean teacher logits; "
+            "use discriminator.input=probs (FKD's MEAL V2 mode)."
+        )
+    return targets.logits
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

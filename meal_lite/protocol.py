@@ -152,7 +152,7 @@ def run_config(
     cfg.train.epochs = epochs
     cfg.train.seed = seed
     homes = {
-        "temperature": cfg.loss, "mixup_alpha": cfg.loss, "augment_strength": cfg.data,
+        "temperature": cfg.loss, "mixup_alpha": cfg.data, "augment_strength": cfg.data,
         "disc_lr_follows_student": cfg.discriminator,
     }
     for name, value in levers.items():

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import offline
+from .batching import describe_plan, plan_batches
 from .config import Config, format_config
 from .data import DatasetSplits, build_datasets
 from .digits import digits_data_config
@@ -111,12 +112,16 @@ def digits_teachers(
 
 
 def build_loaders(cfg: Config, datasets: Mapping[str, Any], ctx: DistributedContext | None = None) -> dict:
-    """``{"train": loader, "val": loader}`` (val only when the data has one), seeded by ``train.seed``."""
+    """``{"train": loader, "val": loader}`` (val only when the data has one), seeded by ``train.seed``.
+
+    The batch is the per-process batch of the run's :func:`~meal_lite.batching.plan_batches`.
+    """
     distributed = ctx is not None and ctx.distributed
+    per_process = plan_batches(cfg, ctx.world_size if ctx is not None else 1).per_process
     kwargs = dict(num_workers=cfg.data.num_workers, seed=cfg.train.seed, distributed=distributed)
-    loaders = {"train": build_loader(datasets["train"], cfg.data.batch_size, train=True, **kwargs)}
+    loaders = {"train": build_loader(datasets["train"], per_process, train=True, **kwargs)}
     if datasets.get("val") is not None:
-        eval_bs = cfg.data.eval_batch_size or cfg.data.batch_size
+        eval_bs = cfg.data.eval_batch_size or per_process
         loaders["val"] = build_loader(datasets["val"], eval_bs, train=False, **kwargs)
     return loaders
 
@@ -176,7 +181,9 @@ def train_from_config(cfg: Config, *, callbacks: Sequence[Callback] = (), ctx: D
     """
     ctx = ctx or init_distributed(cfg.train.device)
     out_dir = Path(cfg.train.out)
-    RunRecorder(None, is_main=ctx.is_main).log(format_config(cfg))  # the resolved config prints itself
+    # The resolved config prints itself, then how its global batch splits over this run's processes.
+    plan = plan_batches(cfg, ctx.world_size)
+    RunRecorder(None, is_main=ctx.is_main).log(format_config(cfg) + describe_plan(plan, cfg))
     if (out_dir / CHECKPOINT_NAME).exists() and not cfg.train.resume:
         raise ConfigError(
             f"'{out_dir}' already holds a run ({CHECKPOINT_NAME}); set train.resume=true to continue it or "

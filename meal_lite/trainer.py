@@ -10,8 +10,13 @@ The optimiser is the official code's: one SGD (or AdamW) with two parameter grou
 official code also sets every group's learning rate to the student's at the start of each epoch, so
 its discriminator never trains at 1e-4; ``discriminator.lr_follows_student: true`` reproduces that.
 
+A run states its global batch; the per-process batch, the gradient accumulation steps and the lr
+scaling follow from the world size (:mod:`meal_lite.batching`), and one step over accumulated
+micro-batches, one epoch of steps and the mid-epoch checkpoints live in :mod:`meal_lite.stepping`.
+
 Resuming from ``last.pt`` restores the student, discriminator, optimiser, scheduler, grad scaler and
-every RNG (:mod:`meal_lite.state`), so on CPU a resumed run ends with bit-identical weights.
+every RNG (:mod:`meal_lite.state`), at an epoch's end or mid-epoch, so on CPU a resumed run ends with
+bit-identical weights.
 """
 
 from __future__ import annotations
@@ -23,44 +28,42 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from .batching import plan_batches
 from .config import Config, DiscriminatorConfig, OptimConfig
-from .distributed import DistributedContext, all_reduce_sum, resolve_device
-from .errors import ConfigError, NonFiniteLossError
-from .evaluate import autocast, evaluate, prepare_images
-from .loaders import LimitedLoader, set_loader_epoch
-from .objective import METRICS, Objective
+from .distributed import DistributedContext, resolve_device
+from .errors import ConfigError
+from .evaluate import evaluate
+from .objective import Objective
 from .recorder import RunRecorder, epoch_summary
 from .state import restore_training_state, resume_if_asked, save_epoch, training_state
+from .stepping import EpochSums, check_finite, optimizer_step, overwrite_group_lrs, run_epoch
 
-__all__ = ["Callback", "EpochSums", "Trainer", "build_optimizer", "build_scheduler", "overwrite_group_lrs", "resolve_amp"]
+__all__ = ["Callback", "EpochSums", "Trainer", "build_optimizer", "build_scheduler", "check_finite", "overwrite_group_lrs", "resolve_amp"]
 
 Callback = Callable[["Trainer", int, dict], Any]
 
 
-def build_optimizer(objective: Objective, optim_cfg: OptimConfig, disc_cfg: DiscriminatorConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    objective: Objective, optim_cfg: OptimConfig, disc_cfg: DiscriminatorConfig, lr_scale: float = 1.0
+) -> torch.optim.Optimizer:
     """ONE optimiser for everything trainable, as in the official code.
 
     Param group 0 is the student at ``optim_cfg.lr``; group 1 (only with a discriminator) is the
-    discriminator at its own ``disc_cfg.lr``. Groups carry a ``name`` for logs.
+    discriminator at its own ``disc_cfg.lr``; both times ``lr_scale`` (global batch / reference batch,
+    see :mod:`meal_lite.batching`). Groups carry a ``name`` for logs.
     """
-    groups = objective.param_groups(optim_cfg.lr, disc_cfg.lr)
+    lr = optim_cfg.lr * lr_scale
+    groups = objective.param_groups(lr, disc_cfg.lr * lr_scale)
     if optim_cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=optim_cfg.lr, momentum=optim_cfg.momentum, weight_decay=optim_cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=optim_cfg.momentum, weight_decay=optim_cfg.weight_decay)
     if optim_cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=optim_cfg.lr, weight_decay=optim_cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=optim_cfg.weight_decay)
     raise ConfigError(f"Config key 'optim.name' must be sgd or adamw, but was given {optim_cfg.name!r}.")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: OptimConfig) -> torch.optim.lr_scheduler.MultiStepLR:
     """Step regime stepped once per epoch: every group's lr times ``gamma`` at each milestone epoch."""
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(optim_cfg.milestones), gamma=optim_cfg.gamma)
-
-
-def overwrite_group_lrs(optimizer: torch.optim.Optimizer) -> None:
-    """The official code's quirk: every param group gets the student's (group 0's) current lr."""
-    lr = optimizer.param_groups[0]["lr"]
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
@@ -72,46 +75,6 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
-def check_finite(loss: torch.Tensor, ctx: DistributedContext, checkpoint: Path | None, epoch: int, step: int) -> None:
-    """Stop on a NaN/inf loss before it reaches the weights (and before any checkpoint of this epoch)."""
-    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
-    if ctx.distributed:
-        all_reduce_sum(bad)  # every rank stops together
-    if bad.item() == 0:
-        return
-    last_good = f"'{checkpoint}'" if checkpoint is not None and checkpoint.exists() else "none (no epoch has finished yet)"
-    raise NonFiniteLossError(
-        f"The training loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; the last good "
-        f"checkpoint is {last_good}; lower optim.lr or set train.amp=off, then resume with train.resume=true."
-    )
-
-
-class EpochSums:
-    """An epoch's sums of the objective's parts, weighted by batch size, kept on the device (no sync)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.names = list(METRICS)
-        self.sums = torch.zeros(len(self.names) + 1, dtype=torch.float64, device=device)  # parts, then samples
-        self.seen = [False] * len(self.names)
-
-    def add(self, parts: dict[str, torch.Tensor]) -> None:
-        n = parts["n"]
-        for i, name in enumerate(self.names):
-            if name in parts:
-                self.sums[i] += parts[name].double() * n
-                self.seen[i] = True
-        self.sums[-1] += n
-
-    def running_loss(self) -> float:
-        return (self.sums[0] / self.sums[-1].clamp(min=1)).item()
-
-    def means(self) -> dict[str, float | None]:
-        """``{metric key: mean over the epoch's samples}`` (summed over processes; None for absent parts)."""
-        all_reduce_sum(self.sums)
-        totals, count = self.sums[:-1].tolist(), max(self.sums[-1].item(), 1.0)
-        return {METRICS[name]: totals[i] / count if self.seen[i] else None for i, name in enumerate(self.names)}
 
 
 class Trainer:
@@ -153,11 +116,13 @@ class Trainer:
         self.objective = objective.to(self.device, memory_format=memory_format)
         if self.ctx.distributed:
             self.objective.prepare_distributed([self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = build_optimizer(self.objective, cfg.optim, cfg.discriminator)
+        self.plan = plan_batches(cfg, self.ctx.world_size)  # global batch -> per process x accumulation
+        self.optimizer = build_optimizer(self.objective, cfg.optim, cfg.discriminator, self.plan.lr_scale)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.completed_epochs = 0
         self.best_top1: float | None = None
+        self.resume_point: dict | None = None  # set by a mid-epoch resume: {"step", "sums", "seen"}
 
     @property
     def student(self) -> nn.Module:
@@ -167,48 +132,20 @@ class Trainer:
     def discriminator(self) -> nn.Module | None:
         return self.objective.discriminator
 
-    # -- one step ----------------------------------------------------------------------------------
+    # -- one step, one epoch --------------------------------------------------------------------
     def train_step(self, batch: Sequence[Any], *, epoch: int = 0, step: int = 0) -> dict[str, torch.Tensor]:
-        """Forward, the objective's loss, ONE backward, ONE optimiser step; the step's parts, detached.
+        """Forward, the objective's loss, ONE backward, ONE optimiser step on ``batch``; its parts, detached.
 
         The returned dict holds the objective's parts (``loss``, ``kl``, ...) as 0-dim tensors and ``n``,
         the batch size; nothing is synchronised with the host, except to check that the loss is finite.
-        ``epoch`` and ``step`` (0-based) only name the place in an error message.
+        ``epoch`` and ``step`` (0-based) only name the place in an error message. A step over several
+        accumulated micro-batches is :func:`meal_lite.stepping.optimizer_step`.
         """
-        images = prepare_images(batch[0], self.device, self.cfg.train.channels_last)
-        labels = batch[1].to(self.device, non_blocking=True)
-        with autocast(self.device, self.amp_dtype):
-            parts = self.objective(images, labels, batch)
-        loss = parts["loss"]
-        check_finite(loss, self.ctx, self.recorder.checkpoint_path, epoch, step)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        out = {name: value.detach() for name, value in parts.items()}
-        out["n"] = torch.tensor(float(images.shape[0]), device=self.device)
-        return out
+        return optimizer_step(self, [batch], epoch=epoch, step=step)
 
-    # -- one epoch ---------------------------------------------------------------------------------
     def train_one_epoch(self, epoch: int) -> dict:
         """One pass over the training data (``epoch`` is 0-based); returns the epoch's training metrics."""
-        set_loader_epoch(self.train_loader, epoch)
-        if self.discriminator is not None and self.cfg.discriminator.lr_follows_student:
-            overwrite_group_lrs(self.optimizer)
-        self.objective.train()
-        lrs = [group["lr"] for group in self.optimizer.param_groups]
-        sums = EpochSums(self.device)
-        started = time.perf_counter()
-        batches = LimitedLoader(self.train_loader, self.cfg.train.limit_batches)
-        bar = self.recorder.bar(batches, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}")
-        for step, batch in enumerate(bar):
-            sums.add(self.train_step(batch, epoch=epoch, step=step))
-            if self.recorder.show_progress and step % self.cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{sums.running_loss():.4f}")
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "lr": lrs[0], "disc_lr": lrs[1] if len(lrs) > 1 else None}
-        metrics.update(sums.means())
-        metrics["train_seconds"] = time.perf_counter() - started
-        return metrics
+        return run_epoch(self, epoch)
 
     def evaluate(self, loader: Iterable | None = None) -> dict:
         """Loss, top-1 and top-5 of the (unwrapped) student on ``loader`` (default: the validation loader)."""

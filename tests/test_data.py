@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DistributedSampler
 
 from fake_data import make_fake_imagenet, make_fake_imagenette, write_not_an_image, write_truncated_jpeg
 from meal_lite import data as D
@@ -333,11 +332,16 @@ def test_build_loader_single_process_is_reproducible():
 def test_build_loader_distributed():
     ds = digits.DigitsDataset("val", image_size=8)
     train = [L.build_loader(ds, 10, train=True, distributed=True, rank=r, world_size=3, seed=1) for r in range(3)]
-    assert all(isinstance(l.sampler, DistributedSampler) for l in train)
+    assert all(isinstance(l.sampler, L.EpochSampler) and l.sampler.pad for l in train)
     for l in train:
         l.sampler.set_epoch(4)
     seen = [i for l in train for i in l.sampler]
-    assert set(seen) == set(range(200))
+    assert set(seen) == set(range(200)) and len(seen) == 201  # padded to a multiple of 3
+    assert all(len(list(l.sampler)) == len(l.sampler) == 67 for l in train)
+    one = L.build_loader(ds, 30, train=True, seed=1).sampler
+    one.set_epoch(4)
+    order = list(one)
+    assert [list(l.sampler) for l in train] == [(order + order[:1])[r::3] for r in range(3)]  # shares of ONE order
     evaluation = [L.build_loader(ds, 10, train=False, distributed=True, rank=r, world_size=3) for r in range(3)]
     shards = [list(l.sampler) for l in evaluation]
     assert sorted(i for s in shards for i in s) == list(range(200))  # each image exactly once, no padding

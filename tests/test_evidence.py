@@ -49,7 +49,7 @@ def test_run_config_levers_land_in_their_sections():
         Config(), objective="kl", epochs=8, lr=0.003, seed=5, temperature=4.0, augment_strength="strong",
         mixup_alpha=0.4, disc_lr_follows_student=True,
     )
-    assert (cfg.loss.temperature, cfg.loss.mixup_alpha, cfg.data.augment_strength) == (4.0, 0.4, "strong")
+    assert (cfg.loss.temperature, cfg.data.mixup_alpha, cfg.data.augment_strength) == (4.0, 0.4, "strong")
     assert cfg.discriminator.lr_follows_student is True
     assert cfg.optim.milestones == [6] and cfg.train.seed == 5 and cfg.optim.lr == 0.003
     with pytest.raises(ConfigError, match="Unknown protocol lever 'warp'"):
@@ -107,7 +107,7 @@ def test_strong_augmentation_moves_pixels_further_than_mild():
 
 
 def test_mixup_mixes_images_and_labels_alike():
-    mix = make_mix(0.4, 0.0, num_classes=3)
+    mix = make_mix(0.4, 0.0, 1.0, num_classes=3)
     np.random.seed(0)
     images = torch.stack([torch.full((1, 2, 2), float(i)) for i in range(4)])
     labels = torch.tensor([0, 1, 2, 0])
@@ -117,15 +117,17 @@ def test_mixup_mixes_images_and_labels_alike():
     assert soft[0, 0] == pytest.approx(1.0)
     assert mixed[1, 0, 0, 0].item() == pytest.approx(lam1 * 1 + (1 - lam1) * 2)
     assert soft[1].sum().item() == pytest.approx(1.0) and 0 < lam <= 1
-    assert make_mix(0.0, 0.0, 3) is None
+    assert make_mix(0.0, 0.0, 1.0, 3) is None
     with pytest.raises(ConfigError):
-        make_mix(-1.0, 0.0, 3)
+        make_mix(-1.0, 0.0, 1.0, 3)
+    with pytest.raises(ConfigError, match="set one of them to 0"):
+        make_mix(0.4, 0.5, 1.0, 3)
 
 
 def test_objective_mixes_only_in_training_mode():
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     source = CountingSource()
-    objective = Objective(student, "kl", source, mix=make_mix(1.0, 0.0, 3))
+    objective = Objective(student, "kl", source, mix=make_mix(1.0, 0.0, 1.0, 3))
     images, labels = torch.randn(4, 1, 2, 2), torch.tensor([0, 1, 2, 0])
     objective.train()
     np.random.seed(1)
