@@ -320,8 +320,8 @@ def _compute(experiment: Experiment, transfer: TransferSet, settings: DarkKnowle
               "transfer": transfer, "teachers": experiment.teachers}
     context = multiprocessing.get_context("spawn")  # a forked child may hang on the parent's OpenMP pool
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(shared,)) as pool:
-        step = math.ceil(settings.epochs / workers)
-        parts = sorted(pool.map(_views_task, [range(e, min(e + step, settings.epochs)) for e in range(0, settings.epochs, step)]))
+        # One epoch per task: a worker that gets less of a shared machine then holds up the others by one epoch at most.
+        parts = sorted(pool.map(_views_task, [range(e, e + 1) for e in range(settings.epochs)]))
         data = PrecomputedViews(transfer, torch.cat([p[1] for p in parts]), labels, torch.cat([p[2] for p in parts]))
         views_seconds = time.perf_counter() - started
         experiment.log(f"  views and teacher outputs for {settings.epochs} epochs: {views_seconds:.0f} s")
