@@ -40,7 +40,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -48,11 +47,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
-from .config import Config
 from .bias import paired_difference, score_student
+from .config import Config
 from .ensemble import EnsembleOutput, TeacherEnsemble
 from .errors import ConfigError
 from .loaders import SeededViews, build_loader, set_loader_epoch
@@ -386,7 +384,7 @@ def run_dark_knowledge(experiment: Experiment, settings: DarkKnowledgeSettings) 
         "test_images": int(len(test_labels)),
         "test_held_out_images": int((test_labels == held_out).sum()),
         "transfer_images": len(transfer),
-        "settings": {k: v for k, v in asdict(settings).items()},
+        "settings": asdict(settings),
         "workers": workers,
         "student": experiment.cfg.student.name,
         "teachers": list(experiment.teachers.teacher_names),
