@@ -3,6 +3,7 @@
     meal-lite train [CONFIG] [section.key=value ...] [--profile P]
     meal-lite eval --model NAME --weights PATH --data-root ROOT --dataset imagenette|imagenet|digits
     meal-lite demo [--out runs/demo] [...]
+    meal-lite dark-knowledge --out DIR [--held-out 3] [--seeds N] [...]
     meal-lite config [CONFIG] [section.key=value ...] [--profile P] [--world-size N]
     meal-lite cache [CONFIG] [section.key=value ...] [--profile P]   # soft labels, see meal_lite.softlabels
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meal-lite", description="MEAL V2 ensemble knowledge distillation, small and reproducible."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,demo,config,cache}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,demo,dark-knowledge,config,cache}")
 
     for name, text in [
         ("train", "train a student (prints the resolved config first)"),
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     # `meal-lite demo ...` hands every argument to meal_lite.demo.main (its own parser: --out runs/demo,
     # --profile, --seeds, overrides...); this entry only lists the command in `meal-lite --help`.
     sub.add_parser("demo", help="the end-to-end demo (meal-lite demo --help for its options)", add_help=False)
+    # Likewise `meal-lite dark-knowledge ...` goes to meal_lite.dark_knowledge_report.main.
+    sub.add_parser(
+        "dark-knowledge", help="a student learns a digit it never saw labelled (meal-lite dark-knowledge --help)", add_help=False
+    )
     return parser
 
 
@@ -189,12 +194,22 @@ def _run_demo(argv: list[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _run_dark_knowledge(argv: list[str]) -> int:
+    """Delegate to :func:`meal_lite.dark_knowledge_report.main` with the arguments after ``dark-knowledge``."""
+    from . import dark_knowledge_report
+
+    dark_knowledge_report.main(argv)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``meal-lite`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["demo"]:
             return _run_demo(argv[1:])
+        if argv[:1] == ["dark-knowledge"]:
+            return _run_dark_knowledge(argv[1:])
         args = build_parser().parse_args(argv)
         if args.command == "train":
             return _run_train(args)
