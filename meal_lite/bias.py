@@ -9,17 +9,15 @@ alone (it is given nothing else), and :func:`score_student` reads the test split
 
 from __future__ import annotations
 
-import math
-import statistics
 from typing import Any, Sequence
 
 import torch
-from scipy import stats
 from torch import nn
 from torch.utils.data import Dataset
 
 from .errors import ConfigError
 from .loaders import build_loader
+from .protocol import summarize, t_interval
 
 __all__ = ["split_logits", "accuracies", "choose_bias", "score_student", "paired_difference"]
 
@@ -75,13 +73,8 @@ def score_student(model: nn.Module, val_set: Dataset, test_set: Dataset, held_ou
 
 
 def paired_difference(values: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
-    """Per-seed ``values - baseline``: ``{mean, std, values, ci95}`` with a Student-t interval on the mean."""
-    diffs = [a - b for a, b in zip(values, baseline)]
-    mean = statistics.fmean(diffs)
-    std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-    if len(diffs) > 1:
-        half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * std / math.sqrt(len(diffs))
-        interval = [mean - half, mean + half]
-    else:
-        interval = [float("nan"), float("nan")]
-    return {"mean": mean, "std": std, "values": diffs, "ci95": interval}
+    """Per-seed ``values - baseline``: ``{mean, std, values, ci95}`` with a Student-t interval on the mean
+    (:func:`meal_lite.protocol.t_interval`; NaN bounds for a single seed)."""
+    summary = summarize([a - b for a, b in zip(values, baseline)])
+    interval = list(t_interval(summary, confidence)) if len(summary["values"]) > 1 else [float("nan"), float("nan")]
+    return {**summary, "ci95": interval}
