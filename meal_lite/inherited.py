@@ -131,12 +131,20 @@ def target_entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs.double() * p.log()).sum(dim=1)
 
 
-def inheritance_report(students: dict[str, nn.Module], ensemble: Any, loader: Iterable, device: torch.device | str = "cpu") -> dict:
+def inheritance_report(
+    students: dict[str, nn.Module],
+    ensemble: Any,
+    loader: Iterable,
+    device: torch.device | str = "cpu",
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict:
     """For each named student: top-1, agreement with the ensemble, ECE and mistake correlation on ``loader``.
 
     The ensemble's own top-1 and ECE are reported under ``"ensemble"``. Plain numbers only (JSON-ready).
+    ``reference``: the ensemble's ``collect_outputs`` on ``loader``, when the caller already has them (the
+    frozen teachers give the same outputs every time, so a protocol computes them once for all seeds).
     """
-    ens_probs, labels = collect_outputs(ensemble, loader, device)
+    ens_probs, labels = reference if reference is not None else collect_outputs(ensemble, loader, device)
     report = {"ensemble": {"top1": 100.0 * (ens_probs.argmax(1) == labels).float().mean().item(),
                            "ece": 100.0 * reliability_curve(ens_probs.numpy(), labels.numpy())["ece"]}}
     for name, model in students.items():

@@ -43,7 +43,7 @@ from .distributed import resolve_device
 from .ensemble import EnsembleClassifier
 from .errors import ConfigError
 from .evaluate import evaluate
-from .inherited import inheritance_report
+from .inherited import collect_outputs, inheritance_report
 from .loaders import build_loader
 from .profiles import resolve_profile
 from .run import build_student, build_teachers, train_student
@@ -344,6 +344,7 @@ def run_protocol(
     models: dict[str, nn.Module] = {}
     shared = SharedTargets(experiment.teachers)
     inherited: list[dict] = []
+    reference = None
     for seed in range(settings.seeds):
         baseline, history = experiment.baseline(settings, seed)
         if seed == 0 or not settings.shared_baseline:  # a shared baseline is one model: one value
@@ -360,7 +361,9 @@ def run_protocol(
             curves[row].append([m.get("val_top1") for m in history])
         shared.clear()
         seed_models = {"baseline": baseline} | {row: models[row] for row in rows}
-        inherited.append(inheritance_report(seed_models, experiment.teachers, loader, experiment.device))
+        if reference is None:  # the frozen teachers' outputs on the held-out split: once for every seed
+            reference = collect_outputs(experiment.teachers, loader, experiment.device)
+        inherited.append(inheritance_report(seed_models, experiment.teachers, loader, experiment.device, reference))
         log(f"  seed {seed}: " + ", ".join(f"{row} {values[row][-1]:.2f}" for row in names)
             + f"  ({time.perf_counter() - started:.0f} s)")
     for row in names:

@@ -170,3 +170,21 @@ def test_teacher_recipes_reach_their_optimiser():
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adamw", 2e-3, 0.05)
     assert teacher_config(TeacherRecipe("resnet10t"), 32).optim.name == "sgd"
     assert recipe_key(TeacherRecipe("resnet10t"), 32) != recipe_key(TeacherRecipe("resnet10t", optimizer="adamw"), 32)
+
+
+def test_inheritance_report_with_precomputed_reference_is_the_same():
+    from meal_lite.inherited import collect_outputs, inheritance_report
+
+    torch.manual_seed(0)
+    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
+    student = torch.nn.Linear(4, 3)
+
+    class Ensemble:
+        def targets(self, images, batch=None):
+            return EnsembleOutput(probs=torch.softmax(images[:, :3] * 2, dim=1))
+
+    ensemble = Ensemble()
+    plain = inheritance_report({"s": student}, ensemble, data)
+    reused = inheritance_report({"s": student}, ensemble, data, reference=collect_outputs(ensemble, data))
+    assert plain == reused
+    assert plain["s"]["agreement"] == pytest.approx(agreement(collect_outputs(student, data)[0], collect_outputs(ensemble, data)[0]))
