@@ -31,7 +31,10 @@ from pathlib import Path
 
 import torch
 
+from meal_lite.ensemble import EnsembleClassifier
+from meal_lite.offline import RECIPE_VERSION
 from meal_lite.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol, t_interval
+from meal_lite.workers import cpu_pool, resolve_workers
 
 HERE = Path(__file__).resolve().parent
 LOG = HERE / "evidence_search.json"
@@ -81,6 +84,8 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
     teachers = {k: v["mean"] for k, v in first["rows"].items() if k.startswith("teacher:") or k == "ensemble"}
     return {
         "config": name,
+        "student": experiment.cfg.student.name,
+        "teacher_recipe_version": RECIPE_VERSION,  # 1: teachers trained with 2 threads; 2: with one (meal_lite.workers)
         "levers": levers,
         "settings": asdict(settings),
         "split": "val",
@@ -94,8 +99,37 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
         "baseline_plateaued": plateau(curve_means),
         "wall_seconds": time.perf_counter() - started,
         "torch_threads": torch.get_num_threads(),
-        "note": "2 shared CPU cores; other jobs ran at the same time, so wall_seconds is not a benchmark",
+        # The machine's 1-minute load average at the end: above the core count, other jobs shared the cores
+        # and wall_seconds is not a benchmark (the earliest records were made on a shared machine).
+        "load_average": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
     }
+
+
+def _student_baseline(name: str, epochs: int, lr: float) -> dict:
+    """One candidate student trained on labels (the profile's recipe) for ``epochs``: its validation curve."""
+    experiment = Experiment(base_config("offline", [f"student.name={name}"]), verbose=False, teachers=False)
+    settings = replace(PROFILE_SETTINGS["offline"], baseline_epochs=epochs, baseline_lr=lr)
+    model, history = experiment.baseline(settings, 0)
+    curve = [m.get("val_top1") for m in history]
+    return {"student": name, "params": sum(p.numel() for p in model.parameters()), "val_curve": curve,
+            "val_top1": experiment.evaluate(model, experiment.val_loader)["top1"]}
+
+
+def scan_students(experiment: Experiment, names: list[str], epochs: int, lr: float) -> list[dict]:
+    """The lever "a weaker student": each candidate's label-trained plateau on validation against the
+    ensemble's validation top-1 (the protocol wants the ensemble at least 3 points ahead of the plateau)."""
+    ensemble = experiment.evaluate(EnsembleClassifier(experiment.teachers), experiment.val_loader)["top1"]
+    started = time.perf_counter()
+    workers = min(resolve_workers(None, "cpu"), len(names))
+    with cpu_pool(workers) as pool:
+        found = list(pool.map(_student_baseline, names, [epochs] * len(names), [lr] * len(names)))
+    return [
+        r | {"config": f"student_scan:{r['student']}", "kind": "student_scan", "split": "val", "epochs": epochs, "lr": lr,
+             "plateaued": plateau(r["val_curve"]), "ensemble_val": ensemble, "teacher_recipe_version": RECIPE_VERSION, "gap": ensemble - r["val_top1"],
+             "wall_seconds_all": time.perf_counter() - started}
+        for r in found
+    ]
 
 
 def write_markdown(records: list[dict], path: Path) -> None:
@@ -105,11 +139,15 @@ def write_markdown(records: list[dict], path: Path) -> None:
         "Offline digits, validation split (200 images), mean over seeds; lr grid per arm "
         f"{list(LR_GRID)}, each arm's best lr in brackets. Paired differences at the chosen lrs, 95% t-interval.",
         "",
-        "| config | levers | seeds | epochs (baseline + continuation) | ensemble / best teacher | baseline (plateau?) "
+        "Teachers v1: the teachers of the first records, trained with two threads; v2: trained with one thread",
+        "(meal_lite.workers), the teachers of the published numbers.",
+        "",
+        "| config | student | teachers | levers | seeds | epochs (baseline + continuation) | ensemble / best teacher | baseline (plateau?) "
         "| control | KL only | MEAL V2 | MEAL V2 - control | KL only - control |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in records:
+    scans = [r for r in records if r.get("kind") == "student_scan"]
+    for r in (r for r in records if r.get("kind") != "student_scan"):
         v, lr, p = r["values_at_chosen_lr"], r["chosen_lr"], r["paired_differences"]
         best = max(val for k, val in r["teachers_val"].items() if k.startswith("teacher:"))
 
@@ -121,28 +159,47 @@ def write_markdown(records: list[dict], path: Path) -> None:
             return f"{d['mean']:+.2f} [{d['t95'][0]:+.2f}, {d['t95'][1]:+.2f}]" if "t95" in d else f"{d['mean']:+.2f}"
 
         lines.append(
-            f"| {r['config']} | {json.dumps(r['levers'])} | {r['settings']['seeds']} | "
+            f"| {r['config']} | {r.get('student', 'mobilenetv3_small_050')} | v{r.get('teacher_recipe_version', 1)} | "
+            f"{json.dumps(r['levers'])} | {r['settings']['seeds']} | "
             f"{r['settings']['baseline_epochs']} + {r['settings']['distill_epochs']} | "
             f"{r['teachers_val']['ensemble']:.1f} / {best:.1f} | {mean('baseline')} ({'yes' if r['baseline_plateaued'] else 'no'}) | "
             f"{mean('control')} ({lr['control']}) | {mean('kl_only')} ({lr['kl_only']}) | {mean('meal_v2')} ({lr['meal_v2']}) | "
             f"{diff('meal_v2-control')} | {diff('kl_only-control')} |"
         )
+    if scans:
+        lines += [
+            "", "## Candidate students (the lever \"a weaker student\"): labels only, validation split", "",
+            "| student | parameters | epochs, lr | val top-1 (last 4 epochs) | plateau? | ensemble | ensemble - student |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in scans:
+            tail = ", ".join(f"{v:.1f}" for v in r["val_curve"][-4:])
+            lines.append(f"| {r['student']} | {r['params']:,} | {r['epochs']}, {r['lr']} | {r['val_top1']:.1f} ({tail}) | "
+                         f"{'yes' if r['plateaued'] else 'no'} | {r['ensemble_val']:.1f} | {r['gap']:+.1f} |")
     path.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="append", choices=sorted(CONFIGS), required=True)
+    parser.add_argument("--config", action="append", choices=sorted(CONFIGS), default=[])
+    parser.add_argument("--scan-students", nargs="+", default=[], metavar="TIMM_NAME",
+                        help="train these students on labels to compare their validation plateau with the ensemble")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--baseline-epochs", type=int, default=PROFILE_SETTINGS["offline"].baseline_epochs)
     parser.add_argument("--distill-epochs", type=int, default=PROFILE_SETTINGS["offline"].distill_epochs)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--student", default=None, help="timm name of another student (default: the profile's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("MEAL_LITE_PROFILE", "offline")
-    experiment = Experiment(base_config("offline"), verbose=True)
+    experiment = Experiment(base_config("offline", [f"student.name={args.student}"] if args.student else []), verbose=True)
     records = json.loads(LOG.read_text()) if LOG.exists() else []
+    if args.scan_students:
+        records += scan_students(experiment, args.scan_students, args.baseline_epochs, PROFILE_SETTINGS["offline"].baseline_lr)
+        LOG.write_text(json.dumps(records, indent=1) + "\n")
+        write_markdown(records, LOG.with_suffix(".md"))
+        print(LOG.with_suffix(".md").read_text())
     for name in args.config:
         record = search_one(experiment, name, args.seeds, args.baseline_epochs, args.distill_epochs)
         records.append(record)

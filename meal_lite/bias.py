@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .errors import ConfigError
 from .loaders import build_loader
-from .protocol import summarize, t_interval
+from .stats import summarize, t_interval
 
 __all__ = ["split_logits", "accuracies", "choose_bias", "score_student", "paired_difference"]
 

@@ -36,12 +36,11 @@ the command (``meal-lite dark-knowledge``) that prints, writes and plots it.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import platform
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -58,6 +57,7 @@ from .objective import Objective
 from .protocol import Experiment, run_config, summarize
 from .run import build_student, seed_everything
 from .trainer import Trainer, overwrite_group_lrs
+from .workers import cpu_pool, resolve_workers
 
 __all__ = [
     "METRICS",
@@ -272,7 +272,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(shared: dict) -> None:
-    torch.set_num_threads(1)
     _WORKER.update(shared)
 
 
@@ -316,8 +315,7 @@ def _compute(experiment: Experiment, transfer: TransferSet, settings: DarkKnowle
         return data, states, {"views_and_teachers": views_seconds, "training": time.perf_counter() - started - views_seconds}
     shared = {"cfg": experiment.cfg, "settings": settings, "num_classes": experiment.num_classes,
               "transfer": transfer, "teachers": experiment.teachers}
-    context = multiprocessing.get_context("spawn")  # a forked child may hang on the parent's OpenMP pool
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(shared,)) as pool:
+    with cpu_pool(workers, _init_worker, (shared,)) as pool:
         # One epoch per task: a worker that gets less of a shared machine then holds up the others by one epoch at most.
         parts = sorted(pool.map(_views_task, [range(e, e + 1) for e in range(settings.epochs)]))
         data = PrecomputedViews(transfer, torch.cat([p[1] for p in parts]), labels, torch.cat([p[2] for p in parts]))
@@ -330,15 +328,6 @@ def _compute(experiment: Experiment, transfer: TransferSet, settings: DarkKnowle
 
 # --------------------------------------------------------------------------------------------------
 # The whole experiment
-
-
-def resolve_workers(settings: DarkKnowledgeSettings, device: torch.device) -> int:
-    """Worker processes to use: the settings' number, else 2 on a CPU with 2+ cores and 1 on a GPU."""
-    if settings.workers is not None:
-        if settings.workers < 1 or (settings.workers > 1 and device.type != "cpu"):
-            raise ConfigError(f"workers={settings.workers} is not possible on {device}; use 1 (in this process), or more only on a CPU.")
-        return settings.workers
-    return 1 if device.type != "cpu" else max(1, min(2, os.cpu_count() or 1))
 
 
 def cpu_seconds() -> float:
@@ -356,7 +345,7 @@ def run_dark_knowledge(experiment: Experiment, settings: DarkKnowledgeSettings) 
         raise ConfigError("The dark-knowledge experiment needs separate val and test splits (the bias is chosen on val); use the offline digits data.")
     log, held_out = experiment.log, settings.held_out
     transfer = TransferSet(experiment.datasets["train"], held_out)
-    workers = resolve_workers(settings, experiment.device)
+    workers = resolve_workers(settings.workers, experiment.device)
     log(f"dark knowledge: class {held_out} held out, transfer set {len(transfer)} of {len(transfer.dataset)} training images; "
         f"{settings.seeds} seeds x {len(settings.arms)} arms, {settings.epochs} epochs, {workers} worker(s)")
     data, states, seconds = _compute(experiment, transfer, settings, workers)

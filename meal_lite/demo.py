@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from .errors import ConfigError
 from .plots import plot_demo_curves
 from .profiles import resolve_profile
-from .protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol, t_interval
+from .protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol, t_interval
 
 __all__ = ["run_demo", "format_table", "write_json", "main"]
 
@@ -33,20 +33,22 @@ def run_demo(
     verbose: bool = True,
     experiment: Experiment | None = None,
     keep_models: bool = False,
+    workers: int | None = None,
 ) -> dict:
     """Run the protocol and write ``results.json`` and ``curves.png`` into ``out_dir``; returns the report.
 
     ``experiment`` reuses an existing :class:`~meal_lite.protocol.Experiment` (a notebook that already
     loaded the data and teachers). With ``keep_models`` the returned report also holds ``models``: the
-    last seed's trained students by row, for inspection (they are not written to disk).
+    last seed's trained students by row, for inspection (they are not written to disk). ``workers``:
+    processes for the seeds (default: 2 on a CPU with two or more cores; see :mod:`meal_lite.workers`).
     """
     if experiment is not None and overrides:
         raise ConfigError("run_demo got both an experiment and config overrides; apply the overrides to experiment.cfg instead.")
     started = time.perf_counter()
     profile = resolve_profile(profile)
     settings = settings or PROFILE_SETTINGS[profile]
-    experiment = experiment or Experiment(base_config(profile, overrides), verbose)
-    report = run_protocol(experiment, settings, profile=profile, keep_models=keep_models)
+    experiment = experiment or prepare_experiment(base_config(profile, overrides), settings, verbose, workers)
+    report = run_protocol(experiment, settings, profile=profile, keep_models=keep_models, workers=workers)
     report["wall_seconds"] = wall = time.perf_counter() - started
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--baseline-epochs", type=int, default=None)
     parser.add_argument("--distill-epochs", type=int, default=None)
     parser.add_argument("--discriminator-mode", choices=("official", "adversarial"), default=None)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="one-thread processes for the seeds (default: $MEAL_LITE_WORKERS, else 2 on a CPU, 1 on a GPU)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. data.batch_size=128")
     args = parser.parse_args(list(argv) if argv is not None else None)
     profile = resolve_profile(args.profile)
@@ -105,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "discriminator_mode": args.discriminator_mode,
     }
     settings = replace(PROFILE_SETTINGS[profile], **{k: v for k, v in changes.items() if v is not None})
-    return run_demo(profile, settings, args.out, args.overrides)
+    return run_demo(profile, settings, args.out, args.overrides, workers=args.workers)
 
 
 if __name__ == "__main__":

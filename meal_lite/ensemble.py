@@ -34,6 +34,7 @@ objective is the one place where a temperature is applied.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -43,7 +44,7 @@ from torch import nn
 
 from .errors import ConfigError, ModelError
 
-__all__ = ["EnsembleOutput", "TeacherEnsemble", "EnsembleClassifier", "InputAdapter", "declared_num_classes"]
+__all__ = ["EnsembleOutput", "TeacherEnsemble", "EnsembleClassifier", "SharedTargets", "InputAdapter", "declared_num_classes"]
 
 
 @dataclass
@@ -334,3 +335,29 @@ class EnsembleClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ensemble(x).probs.clamp_min(1e-12).log()
+
+
+class SharedTargets:
+    """The teachers' outputs computed once per distinct batch and shared by several runs.
+
+    The protocol's continuations of one seed see identical batches (same order, views and mixing), so KL-only and MEAL V2
+    would run the frozen teachers on the very same images. This source remembers the ensemble's output
+    per batch, keyed by a hash of the images' bytes: a hit is exact, a miss runs the teachers.
+    """
+
+    def __init__(self, ensemble: nn.Module) -> None:
+        self.ensemble = ensemble
+        self._memo: dict[bytes, Any] = {}
+        self.hits = 0
+
+    def targets(self, images: torch.Tensor, batch: Any = None) -> Any:
+        key = hashlib.blake2b(images.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
+        key += repr((tuple(images.shape), str(images.dtype))).encode()
+        if key in self._memo:
+            self.hits += 1
+        else:
+            self._memo[key] = self.ensemble.targets(images, batch)
+        return self._memo[key]
+
+    def clear(self) -> None:
+        self._memo.clear()

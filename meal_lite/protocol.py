@@ -23,30 +23,31 @@ writes, and that the book's chapters read.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import hashlib
-import math
 import os
 import platform
 import statistics
 import time
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import torch
-from scipy.stats import t as student_t
 from torch import nn
 
 from .config import Config, load_config
 from .data import build_datasets
 from .distributed import resolve_device
-from .ensemble import EnsembleClassifier
+from .ensemble import EnsembleClassifier, SharedTargets
 from .errors import ConfigError
 from .evaluate import evaluate
 from .inherited import collect_outputs, inheritance_report
 from .loaders import build_loader
 from .profiles import resolve_profile
 from .run import build_student, build_teachers, train_student
+from .stats import summarize, t_interval
+from .workers import cpu_pool, one_thread, resolve_workers
 
 __all__ = [
     "ROWS",
@@ -57,6 +58,7 @@ __all__ = [
     "base_config",
     "run_config",
     "Experiment",
+    "prepare_experiment",
     "continuation_config",
     "SharedTargets",
     "summarize",
@@ -105,16 +107,16 @@ class ProtocolSettings:
         return float(self.lrs.get(row, self.distill_lr))
 
 
-# Per profile: the offline one is sized to finish in a few minutes on two CPU cores; the imagenette one
-# for a single Colab GPU.
+# Per profile: offline sized for a few minutes on two CPU cores; imagenette for a single Colab GPU.
 PROFILE_SETTINGS = {
     # Chosen on the validation split by bench/evidence_search.py (every configuration it tried is in
-    # bench/evidence_search.json): the baseline's length is where its validation curve plateaus, and
-    # each continuation's lr is that arm's best of the same grid.
+    # bench/evidence_search.json): the baseline's length is where its validation curve plateaus (16
+    # epochs did not, 24 did), and each continuation's lr is that arm's best of the same grid.
     # (mild augmentation, no mixing, T = 1: MEAL V2's own recipe; strong augmentation + mixup cost every
-    # arm 7-13 points of validation accuracy). distill_epochs 4 keeps `meal-lite demo` within 5 minutes.
+    # arm 7-13 points of validation accuracy; T = 4 gained nothing). 4 continuation epochs keep
+    # `meal-lite demo` within 5 minutes.
     "offline": ProtocolSettings(
-        seeds=5, baseline_epochs=16, distill_epochs=4, lrs={"control": 0.003, "kl_only": 0.003, "meal_v2": 0.003}
+        seeds=5, baseline_epochs=24, distill_epochs=4, lrs={"control": 0.003, "kl_only": 0.003, "meal_v2": 0.003}
     ),
     "imagenette": ProtocolSettings(seeds=3, baseline_epochs=5, distill_epochs=5, baseline_lr=0.01, distill_lr=0.001),
 }
@@ -174,34 +176,6 @@ def continuation_config(cfg: Config, settings: ProtocolSettings, row: str, seed:
         temperature=settings.temperature, augment_strength=settings.augment_strength,
         mixup_alpha=settings.mixup_alpha, disc_lr_follows_student=settings.disc_lr_follows_student,
     )
-
-
-class SharedTargets:
-    """The teachers' outputs computed once per distinct batch and shared by the runs of one seed.
-
-    The continuations of one seed see identical batches (same data order, same views, same mixing), so
-    KL-only and MEAL V2 would run the frozen teachers on the very same images. This source wraps the
-    ensemble and remembers its output per batch, keyed by a hash of the images' bytes: a hit is exact
-    (same bytes, same frozen teachers, same outputs), a miss simply runs the teachers. :meth:`clear`
-    between seeds bounds the memory.
-    """
-
-    def __init__(self, ensemble: nn.Module) -> None:
-        self.ensemble = ensemble
-        self._memo: dict[bytes, Any] = {}
-        self.hits = 0
-
-    def targets(self, images: torch.Tensor, batch: Any = None) -> Any:
-        key = hashlib.blake2b(images.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
-        key += repr((tuple(images.shape), str(images.dtype))).encode()
-        if key in self._memo:
-            self.hits += 1
-        else:
-            self._memo[key] = self.ensemble.targets(images, batch)
-        return self._memo[key]
-
-    def clear(self) -> None:
-        self._memo.clear()
 
 
 class Experiment:
@@ -264,24 +238,114 @@ class Experiment:
         """Seed ``seed``'s baseline (labels only, the profile's recipe), trained once per experiment.
 
         With ``settings.shared_baseline`` every seed gets seed 0's baseline."""
-        seed = 0 if settings.shared_baseline else seed
-        key = (seed, settings.baseline_epochs, settings.baseline_lr)
+        key = _baseline_key(settings, seed)
         if key not in self._baselines:
-            cfg = run_config(self.cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=seed)
-            model, history = self.train(cfg)
+            cfg = run_config(self.cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=key[0])
+            with self.cpu_thread():
+                model, history = self.train(cfg)
             self._baselines[key] = (copy.deepcopy(model.state_dict()), history)
         state, history = self._baselines[key]
-        model, _ = build_student(self.cfg, self.num_classes)
+        return self.student_from(state), history
+
+    def cpu_thread(self) -> Any:
+        """On a CPU, one torch thread (as in a worker): the protocol's numbers then do not depend on the core count."""
+        return one_thread() if self.device.type == "cpu" else contextlib.nullcontext()
+
+    def student_from(self, state: Mapping[str, torch.Tensor]) -> nn.Module:
+        """A student of the configured architecture holding ``state``, in eval mode on the device."""
+        model = build_student(self.cfg, self.num_classes)[0]
         model.load_state_dict(state)
-        return model.to(self.device).eval(), history
+        return model.to(self.device).eval()
 
 
-def summarize(values: Sequence[float]) -> dict:
-    """``{"mean", "std", "values"}`` of per-seed values (sample std; 0 for a single value)."""
-    values = list(values)
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": std, "values": values}
+def train_continuations(
+    experiment: Experiment, settings: ProtocolSettings, seed: int, rows: Sequence[str], lrs: Mapping[str, float],
+    state: Mapping[str, torch.Tensor], split: str,
+) -> dict[str, tuple[dict, list, float]]:
+    """Seed ``seed``'s continuations ``rows`` from the baseline weights ``state``.
+
+    Per row: the trained weights, the validation curve and the top-1 on ``split``. The rows share one
+    :class:`SharedTargets`, so the frozen teachers run once per batch for all of them.
+    """
+    shared = SharedTargets(experiment.teachers)
+    loader = experiment.val_loader if split == "val" else experiment.eval_loader
+    out = {}
+    for row in rows:
+        cfg = continuation_config(experiment.cfg, settings, row, seed, lr=lrs[row])
+        with experiment.cpu_thread():
+            model, history = experiment.train(cfg, init_state=state, teacher_source=shared)
+        out[row] = (copy.deepcopy(model.state_dict()), [m.get("val_top1") for m in history], experiment.evaluate(model, loader)["top1"])
+    return out
+
+
+_WORKER: dict[str, Experiment] = {}
+
+
+def _init_worker(cfg: Config, teachers: nn.Module) -> None:
+    (experiment := Experiment(cfg, verbose=False, teachers=False)).teachers = teachers
+    _WORKER["experiment"] = experiment
+
+
+def _baseline_key(settings: ProtocolSettings, seed: int) -> tuple[int, int, float]:
+    return (0 if settings.shared_baseline else seed, settings.baseline_epochs, settings.baseline_lr)
+
+
+def _baseline_task(settings: ProtocolSettings) -> tuple[dict, list[dict]]:
+    experiment = _WORKER["experiment"]
+    model, history = experiment.baseline(settings, 0)
+    return model.state_dict(), history
+
+
+def prepare_experiment(cfg: Config, settings: ProtocolSettings, verbose: bool = True, workers: int | None = None) -> Experiment:
+    """The :class:`Experiment` of ``cfg`` with its teachers and the shared baseline ready.
+
+    On a CPU with workers, the baseline (which needs no teacher) trains in a one-thread process while
+    this one builds the teachers (cached, or trained in their own workers), so neither waits for the other.
+    """
+    if resolve_workers(workers, resolve_device(cfg.train.device)) == 1 or not settings.shared_baseline:
+        return Experiment(cfg, verbose)
+    with cpu_pool(1, _init_worker, (cfg, None)) as pool:
+        baseline = pool.submit(_baseline_task, settings)
+        experiment = Experiment(cfg, verbose)
+        state, history = baseline.result()
+    experiment._baselines[_baseline_key(settings, 0)] = (state, history)  # what experiment.baseline(settings, 0) trains
+    return experiment
+
+
+def _continuations_task(*args: Any) -> tuple[int, dict]:
+    return args[1], train_continuations(_WORKER["experiment"], *args)
+
+
+def all_continuations(
+    experiment: Experiment, settings: ProtocolSettings, rows: Sequence[str], lrs: Mapping[str, float],
+    states: Mapping[int, Mapping[str, torch.Tensor]], split: str, workers: int,
+) -> dict[int, dict]:
+    """``{seed: {row: (weights, curve, top1)}}`` for every seed, trained in this process or in ``workers``
+    one-thread processes (:mod:`meal_lite.workers`; the same weights as a one-thread run here).
+
+    A seed's rows that use the teachers form one task (they share the teachers' outputs), its ``ce``
+    row another; in a pool the larger tasks go first, so that the workers finish close together.
+    """
+    taught = tuple(r for r in rows if CONTINUATIONS[r] != "ce")
+    alone = tuple(r for r in rows if CONTINUATIONS[r] == "ce")
+    tasks = [(seed, group) for seed in range(settings.seeds) for group in (taught, alone) if group]
+    started, done = time.perf_counter(), {seed: {} for seed in range(settings.seeds)}
+
+    def collect(seed: int, result: dict) -> None:
+        done[seed].update(result)
+        experiment.log(f"  seed {seed}: " + ", ".join(f"{row} {v[2]:.2f}" for row, v in result.items())
+                       + f"  ({time.perf_counter() - started:.0f} s)")
+
+    if workers == 1:
+        for seed, group in tasks:
+            collect(seed, train_continuations(experiment, settings, seed, group, lrs, states[seed], split))
+        return done
+    tasks.sort(key=lambda task: -len(task[1]))  # stable: seed order within each size
+    with cpu_pool(workers, _init_worker, (experiment.cfg, experiment.teachers)) as pool:
+        futures = [pool.submit(_continuations_task, settings, seed, group, lrs, states[seed], split) for seed, group in tasks]
+        for future in as_completed(futures):
+            collect(*future.result())
+    return done
 
 
 def paired_differences(values: Mapping[str, Sequence[float]]) -> dict:
@@ -293,15 +357,6 @@ def paired_differences(values: Mapping[str, Sequence[float]]) -> dict:
     }
 
 
-def t_interval(summary: Mapping[str, Any], confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Student-t interval for the mean of ``summary["values"]`` (needs two or more values)."""
-    n = len(summary["values"])
-    if n < 2:
-        raise ValueError("A t-interval needs at least two seeds.")
-    half = float(student_t.ppf(0.5 + confidence / 2, n - 1)) * summary["std"] / math.sqrt(n)
-    return summary["mean"] - half, summary["mean"] + half
-
-
 def run_protocol(
     experiment: Experiment,
     settings: ProtocolSettings,
@@ -311,13 +366,15 @@ def run_protocol(
     split: str | None = None,
     rows: Sequence[str] = tuple(CONTINUATIONS),
     lrs: Mapping[str, float] | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Run the whole protocol on ``experiment``; returns the report (rows, paired differences, curves).
 
     ``split`` is where every row is measured: the experiment's held-out split (test for the digits) by
     default, ``"val"`` while choosing settings. ``rows`` and ``lrs`` restrict the continuations and
     override their learning rates (the validation search uses both). With ``keep_models`` the report
-    also holds ``models``: the last seed's trained students by row.
+    also holds ``models``: the last seed's trained students by row. ``workers``: processes for the
+    seeds' continuations (:func:`meal_lite.workers.resolve_workers`; default 2 on a multi-core CPU).
     """
     started = time.perf_counter()
     cfg = experiment.cfg
@@ -330,6 +387,7 @@ def run_protocol(
     log(f"settings: {asdict(settings)}")
     if experiment.teachers is None:
         raise ConfigError("The protocol needs the teachers; build the Experiment with teachers=True.")
+    workers = resolve_workers(workers, experiment.device)
     results: dict[str, Any] = {}
     for name, model in experiment.teachers.members().items():
         results[f"teacher:{name}"] = summarize([experiment.evaluate(model, loader)["top1"]])
@@ -341,31 +399,24 @@ def run_protocol(
     names = ("baseline", *rows)
     values: dict[str, list[float]] = {row: [] for row in names}
     curves: dict[str, list] = {row: [] for row in names}
-    models: dict[str, nn.Module] = {}
-    shared = SharedTargets(experiment.teachers)
+    baselines = [experiment.baseline(settings, seed) for seed in range(1 if settings.shared_baseline else settings.seeds)]
+    for baseline, history in baselines:  # a shared baseline is one model: one value
+        values["baseline"].append(experiment.evaluate(baseline, loader)["top1"])
+        curves["baseline"].append([m.get("val_top1") for m in history])
+    states = {seed: baselines[0 if settings.shared_baseline else seed][0].state_dict() for seed in range(settings.seeds)}
+    log(f"  baseline top-1 {statistics.fmean(values['baseline']):.2f}; continuations in {workers} worker(s)")
+    trained = all_continuations(experiment, settings, rows, lrs, states, split, workers)
+    reference = collect_outputs(experiment.teachers, loader, experiment.device)  # frozen teachers: once for all seeds
     inherited: list[dict] = []
-    reference = None
+    models: dict[str, nn.Module] = {}
     for seed in range(settings.seeds):
-        baseline, history = experiment.baseline(settings, seed)
-        if seed == 0 or not settings.shared_baseline:  # a shared baseline is one model: one value
-            values["baseline"].append(experiment.evaluate(baseline, loader)["top1"])
-            curves["baseline"].append([m.get("val_top1") for m in history])
-        models["baseline"] = baseline
-        state = copy.deepcopy(baseline.state_dict())
+        models = {"baseline": baselines[0 if settings.shared_baseline else seed][0]}
         for row in rows:
-            model, history = experiment.train(
-                continuation_config(cfg, settings, row, seed, lr=lrs[row]), init_state=state, teacher_source=shared
-            )
-            values[row].append(experiment.evaluate(model, loader)["top1"])
-            models[row] = model
-            curves[row].append([m.get("val_top1") for m in history])
-        shared.clear()
-        seed_models = {"baseline": baseline} | {row: models[row] for row in rows}
-        if reference is None:  # the frozen teachers' outputs on the held-out split: once for every seed
-            reference = collect_outputs(experiment.teachers, loader, experiment.device)
-        inherited.append(inheritance_report(seed_models, experiment.teachers, loader, experiment.device, reference))
-        log(f"  seed {seed}: " + ", ".join(f"{row} {values[row][-1]:.2f}" for row in names)
-            + f"  ({time.perf_counter() - started:.0f} s)")
+            weights, curve, top1 = trained[seed][row]
+            values[row].append(top1)
+            curves[row].append(curve)
+            models[row] = experiment.student_from(weights)
+        inherited.append(inheritance_report(models, experiment.teachers, loader, experiment.device, reference))
     for row in names:
         results[row] = summarize(values[row])
     report = {
@@ -388,6 +439,7 @@ def run_protocol(
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "workers": workers,  # > 1: the continuations trained in that many one-thread processes
             "device": str(experiment.device),
             "torch": torch.__version__,
         },

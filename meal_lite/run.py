@@ -36,12 +36,14 @@ from .objective import Objective
 from .recorder import CHECKPOINT_NAME, RunRecorder
 from .softlabels import replay_cache
 from .trainer import Callback, Trainer
+from .workers import cpu_pool, one_thread, resolve_workers
 
 __all__ = [
     "seed_everything",
     "build_student",
     "build_teachers",
     "digits_teachers",
+    "train_digits_teacher",
     "build_loaders",
     "train_student",
     "train_from_config",
@@ -84,27 +86,40 @@ def digits_teachers(
     recipes: Sequence[offline.TeacherRecipe] | None = None,
     cache_dir: str | Path | None = None,
     verbose: bool = True,
+    workers: int | None = None,
 ) -> TeacherEnsemble:
     """The frozen ensemble of locally trained digits teachers: from the cache, else trained now and cached.
 
     ``recipes`` defaults to :data:`meal_lite.offline.DIGITS_TEACHERS` (looked up at call time). Teachers
-    and student share the digits normalisation, so no input adapter is needed.
+    and student share the digits normalisation, so no input adapter is needed. Missing teachers are
+    trained with one torch thread each, side by side in ``workers`` processes (default: 2 on a CPU with
+    two or more cores; see :mod:`meal_lite.workers`), so their weights do not depend on the core count.
     """
     recipes = offline.DIGITS_TEACHERS if recipes is None else tuple(recipes)
-    models = []
-    for recipe in recipes:
-        model = offline.load_cached_teacher(recipe, image_size, cache_dir)
-        if model is None:
-            path = offline.teacher_path(recipe, image_size, cache_dir)
-            if verbose:
-                print(f"training digits teacher {recipe.name} ({recipe.epochs} epochs), cached as {path}", flush=True)
-            cfg = offline.teacher_config(recipe, image_size)
-            trainer, history = train_student(cfg, build_datasets(cfg.data, digits_data_config(image_size)))
-            model = trainer.student.eval()
-            offline.save_teacher(model, recipe, image_size, history, cache_dir)
-        models.append(model)
+    cache_dir = offline.default_cache_dir() if cache_dir is None else cache_dir  # the workers' too
+    missing = [r for r in recipes if not offline.teacher_path(r, image_size, cache_dir).is_file()]
+    for recipe in missing:
+        if verbose:
+            print(f"training digits teacher {recipe.name} ({recipe.epochs} epochs), cached as "
+                  f"{offline.teacher_path(recipe, image_size, cache_dir)}", flush=True)
+    workers = min(resolve_workers(workers, "cpu"), len(missing))
+    if workers > 1:
+        with cpu_pool(workers) as pool:
+            list(pool.map(train_digits_teacher, missing, [image_size] * len(missing), [cache_dir] * len(missing)))
+    else:
+        for recipe in missing:
+            with one_thread():
+                train_digits_teacher(recipe, image_size, cache_dir)
+    models = [offline.load_cached_teacher(recipe, image_size, cache_dir) for recipe in recipes]
     config = digits_data_config(image_size)
     return TeacherEnsemble(models, names=[r.name for r in recipes], data_configs=[config] * len(models))
+
+
+def train_digits_teacher(recipe: offline.TeacherRecipe, image_size: int, cache_dir: str | Path | None = None) -> Path:
+    """Train one digits teacher with cross-entropy (its recipe, on the training split) and cache it; returns the file."""
+    cfg = offline.teacher_config(recipe, image_size)
+    trainer, history = train_student(cfg, build_datasets(cfg.data, digits_data_config(image_size)))
+    return offline.save_teacher(trainer.student.eval(), recipe, image_size, history, cache_dir)
 
 
 # --------------------------------------------------------------------------------------------------

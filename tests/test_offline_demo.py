@@ -64,7 +64,7 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
 
     out = tmp_path / "demo"
     started = time.perf_counter()
-    demo.main(["--profile", "offline", "--out", str(out), "--seeds", "2", "--baseline-epochs", "1", "--distill-epochs", "1"])
+    demo.main(["--profile", "offline", "--out", str(out), "--seeds", "2", "--baseline-epochs", "1", "--distill-epochs", "1", "--workers", "1"])
     elapsed = time.perf_counter() - started
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())

@@ -1,0 +1,118 @@
+"""One-thread worker processes: the teachers and the protocol's seeds trained in a pool are bit-identical
+to the same trainings run in this process with one thread, and the worker count is resolved clearly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from meal_lite import offline
+from meal_lite.errors import ConfigError
+from meal_lite.offline import TeacherRecipe
+from meal_lite.protocol import Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
+from meal_lite.run import digits_teachers
+from meal_lite.workers import WORKERS_ENV_VAR, one_thread, resolve_workers
+
+TINY = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epochs=1))
+
+
+def test_worker_count_from_argument_environment_and_device(monkeypatch):
+    monkeypatch.delenv(WORKERS_ENV_VAR, raising=False)
+    assert resolve_workers(None, "cuda") == 1
+    assert resolve_workers(3, "cpu") == 3
+    monkeypatch.setenv(WORKERS_ENV_VAR, "1")
+    assert resolve_workers(None, "cpu") == 1 and resolve_workers(2, "cpu") == 2  # the argument wins
+    monkeypatch.setenv(WORKERS_ENV_VAR, "two")
+    with pytest.raises(ConfigError, match="MEAL_LITE_WORKERS='two' is not a whole number"):
+        resolve_workers(None, "cpu")
+    with pytest.raises(ConfigError, match="workers=2 is not possible on cuda"):
+        resolve_workers(2, "cuda")
+    with pytest.raises(ConfigError, match="workers=0"):
+        resolve_workers(0, "cpu")
+
+
+def test_one_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_teachers_trained_in_workers_equal_teachers_trained_here(tmp_path, monkeypatch):
+    pooled = digits_teachers(recipes=TINY, cache_dir=tmp_path / "pooled", verbose=False, workers=2)
+    here = digits_teachers(recipes=TINY, cache_dir=tmp_path / "here", verbose=False, workers=1)
+    for (name, a), (_, b) in zip(pooled.members().items(), here.members().items()):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), f"teacher {name} differs between a worker and this process"
+    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted(p.name for p in (tmp_path / "here").iterdir())
+
+
+def test_protocol_seeds_in_workers_equal_seeds_trained_here(tmp_path, monkeypatch):
+    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
+    experiment = Experiment(base_config("offline", ["train.limit_batches=4"]), verbose=False)
+    settings = ProtocolSettings(seeds=2, baseline_epochs=1, distill_epochs=1, lrs={"control": 0.003, "kl_only": 0.003, "meal_v2": 0.003})
+    here = run_protocol(experiment, settings, workers=1)  # trains with one thread, as a worker does
+    pooled = run_protocol(experiment, settings, workers=2)
+    assert (here["hardware"]["workers"], pooled["hardware"]["workers"]) == (1, 2)
+    assert pooled["rows"] == here["rows"]
+    assert pooled["paired_differences"] == here["paired_differences"]
+    assert pooled["curves"] == here["curves"]
+    # What each student inherited is measured here, with this process's thread count: equal up to float order.
+    for row, measures in here["inherited"].items():
+        for name, summary in measures.items():
+            assert pooled["inherited"][row][name]["values"] == pytest.approx(summary["values"], rel=1e-5, abs=1e-6), (row, name)
+    assert len(pooled["rows"]["meal_v2"]["values"]) == 2
+
+
+PARENT = """
+import time
+from meal_lite.workers import cpu_pool
+with cpu_pool(2) as pool:
+    futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+    time.sleep(3)
+    print(" ".join(str(p) for p in pool._processes), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_workers_stop_when_their_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        os.kill(parent.pid, signal.SIGKILL)  # no clean shutdown: the pool cannot tell its workers
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "a worker kept running after its parent was killed"
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_baseline_trained_beside_the_teachers_equals_the_one_trained_here(tmp_path, monkeypatch):
+    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
+    cfg = base_config("offline", ["train.limit_batches=4"])
+    settings = ProtocolSettings(seeds=1, baseline_epochs=2)
+    beside = prepare_experiment(cfg, settings, verbose=False, workers=2)  # teachers trained meanwhile
+    assert len(list(tmp_path.iterdir())) == 2
+    here, _ = Experiment(cfg, verbose=False).baseline(settings, 0)
+    model, history = beside.baseline(settings, 3)  # a shared baseline: every seed gets seed 0's
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), here.state_dict().values()))
+    assert len(history) == 2
