@@ -93,7 +93,7 @@ class DarkKnowledgeSettings:
     view_seed: int = 0
     # Candidate biases for the held-out logit: start, stop (inclusive), step.
     bias_grid: tuple[float, float, float] = (0.0, 30.0, 0.25)
-    # Worker processes (None: 2 on a CPU with 2+ cores, 1 on a GPU).
+    # Worker processes (None: $MEAL_LITE_WORKERS, else 2 on a CPU with 2+ cores, 1 on a GPU; meal_lite.workers).
     workers: int | None = None
     arms: tuple[str, ...] = field(init=False)
 

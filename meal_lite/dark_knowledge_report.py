@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"training epochs of every student (default {defaults.epochs})")
     parser.add_argument("--temperatures", type=float, nargs="+", default=list(defaults.temperatures), help="KL arms' temperatures (default 1 2 4 8)")
     parser.add_argument("--no-meal-v2", dest="meal_v2", action="store_false", help="leave out the MEAL V2 arm")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: 2 on a CPU, 1 on a GPU)")
+    parser.add_argument("--workers", type=int, default=None, help="one-thread worker processes (default: $MEAL_LITE_WORKERS, else 2 on a CPU, 1 on a GPU)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     settings = DarkKnowledgeSettings(held_out=args.held_out, seeds=args.seeds, epochs=args.epochs,
                                      temperatures=tuple(args.temperatures), meal_v2=args.meal_v2, workers=args.workers)
