@@ -281,8 +281,9 @@ def train_continuations(
 _WORKER: dict[str, Experiment] = {}
 
 
-def _init_worker(cfg: Config, teachers: nn.Module) -> None:
-    (experiment := Experiment(cfg, verbose=False, teachers=False)).teachers = teachers
+def _init_worker(cfg: Config, teachers: nn.Module | None) -> None:
+    experiment = Experiment(cfg, verbose=False, teachers=False)
+    experiment.teachers = teachers  # the parent's frozen teachers (None for the baseline alone)
     _WORKER["experiment"] = experiment
 
 
@@ -291,8 +292,7 @@ def _baseline_key(settings: ProtocolSettings, seed: int) -> tuple[int, int, floa
 
 
 def _baseline_task(settings: ProtocolSettings) -> tuple[dict, list[dict]]:
-    experiment = _WORKER["experiment"]
-    model, history = experiment.baseline(settings, 0)
+    model, history = _WORKER["experiment"].baseline(settings, 0)
     return model.state_dict(), history
 
 
