@@ -18,10 +18,25 @@ TINY = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epoch
 
 @pytest.fixture
 def tiny_teachers(tmp_path, monkeypatch):
-    """Two one-epoch digits teachers in a private cache, so nothing touches data/cache."""
+    """An empty private cache for two one-epoch digits teachers, so nothing touches data/cache."""
     monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def _trained_tiny_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    run.digits_teachers(recipes=TINY, cache_dir=cache, verbose=False, workers=1)
+    return cache
+
+
+@pytest.fixture
+def trained_tiny_teachers(_trained_tiny_cache, monkeypatch):
+    """The same two teachers, already trained once for this module (for tests that do not need an empty cache)."""
+    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(_trained_tiny_cache))
+    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
+    return _trained_tiny_cache
 
 
 def test_teacher_cache_trains_once_then_reuses(tiny_teachers, monkeypatch):
@@ -59,12 +74,13 @@ def test_cache_dir_is_the_project_data_cache_from_any_subfolder(tmp_path, monkey
     assert offline.default_cache_dir() == tmp_path / "data" / "cache"
 
 
-def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
+def test_demo_end_to_end_writes_results(trained_tiny_teachers, tmp_path, capsys):
     from meal_lite import demo
 
     out = tmp_path / "demo"
     started = time.perf_counter()
-    demo.main(["--profile", "offline", "--out", str(out), "--seeds", "2", "--baseline-epochs", "1", "--distill-epochs", "1", "--workers", "1"])
+    demo.main(["--profile", "offline", "--out", str(out), "--seeds", "2", "--baseline-epochs", "1", "--distill-epochs", "1", "--workers", "1",
+               "train.limit_batches=4"])  # a few steps per epoch: the test is about the protocol's shape
     elapsed = time.perf_counter() - started
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -99,7 +115,7 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0  # a drawn figure
 
 
-def test_ensemble_members_never_put_a_teacher_in_train_mode(tiny_teachers):
+def test_ensemble_members_never_put_a_teacher_in_train_mode(trained_tiny_teachers):
     ensemble = run.digits_teachers(verbose=False)
     wrapped = ensemble.members()
     batch = [(torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,)))]

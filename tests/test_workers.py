@@ -44,18 +44,31 @@ def test_one_thread_restores_the_thread_count():
     assert torch.get_num_threads() == before
 
 
-def test_teachers_trained_in_workers_equal_teachers_trained_here(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    """Two one-epoch teachers trained here (one thread), once for this module."""
+    cache = tmp_path_factory.mktemp("here")
+    digits_teachers(recipes=TINY, cache_dir=cache, verbose=False, workers=1)
+    return cache
+
+
+@pytest.fixture
+def tiny_teachers(tiny_cache, monkeypatch):
+    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tiny_cache))
+    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
+    return tiny_cache
+
+
+def test_teachers_trained_in_workers_equal_teachers_trained_here(tiny_cache, tmp_path):
     pooled = digits_teachers(recipes=TINY, cache_dir=tmp_path / "pooled", verbose=False, workers=2)
-    here = digits_teachers(recipes=TINY, cache_dir=tmp_path / "here", verbose=False, workers=1)
+    here = digits_teachers(recipes=TINY, cache_dir=tiny_cache, verbose=False, workers=1)
     for (name, a), (_, b) in zip(pooled.members().items(), here.members().items()):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), f"teacher {name} differs between a worker and this process"
-    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted(p.name for p in (tmp_path / "here").iterdir())
+    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted(p.name for p in tiny_cache.iterdir())
 
 
-def test_protocol_seeds_in_workers_equal_seeds_trained_here(tmp_path, monkeypatch):
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path))
-    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
+def test_protocol_seeds_in_workers_equal_seeds_trained_here(tiny_teachers):
     experiment = Experiment(base_config("offline", ["train.limit_batches=4"]), verbose=False)
     settings = ProtocolSettings(seeds=2, baseline_epochs=1, distill_epochs=1, lrs={"control": 0.003, "kl_only": 0.003, "meal_v2": 0.003})
     here = run_protocol(experiment, settings, workers=1)  # trains with one thread, as a worker does
@@ -106,7 +119,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_baseline_trained_beside_the_teachers_equals_the_one_trained_here(tmp_path, monkeypatch):
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path))  # an empty cache: teachers train beside the baseline
     monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
     cfg = base_config("offline", ["train.limit_batches=4"])
     settings = ProtocolSettings(seeds=1, baseline_epochs=2)
