@@ -31,7 +31,7 @@ from .distributed import DistributedContext, init_distributed
 from .ensemble import TeacherEnsemble, declared_num_classes
 from .errors import ConfigError, ModelError, first_line
 from .loaders import build_loader
-from .models import create_student, create_teachers, teacher_specs
+from .models import create_model, create_student, create_teachers, teacher_specs
 from .objective import Objective
 from .recorder import CHECKPOINT_NAME, RunRecorder
 from .softlabels import replay_cache
@@ -104,6 +104,8 @@ def digits_teachers(
                   f"{offline.teacher_path(recipe, image_size, cache_dir)}", flush=True)
     workers = min(resolve_workers(workers, "cpu"), len(missing))
     if workers > 1:
+        # Largest first (parameter count as the proxy for cost), so the last teacher to start is a small one.
+        missing.sort(key=lambda r: -sum(p.numel() for p in create_model(r.name, num_classes=10, in_chans=1).parameters()))
         with cpu_pool(workers) as pool:
             list(pool.map(train_digits_teacher, missing, [image_size] * len(missing), [cache_dir] * len(missing)))
     else:

@@ -161,7 +161,7 @@ def test_the_bias_is_chosen_without_reading_the_test_split(tiny_teachers, monkey
 
 def test_dark_knowledge_cli_writes_every_row(tiny_teachers, tmp_path, capsys):
     out = tmp_path / "dk"
-    assert cli.main(["dark-knowledge", "--out", str(out), "--seeds", "2", "--epochs", "2", "--workers", "1"]) == 0
+    assert cli.main(["dark-knowledge", "--out", str(out), "--seeds", "2", "--epochs", "1", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     arms = ["ce", "kl_T1", "kl_T2", "kl_T4", "kl_T8", "meal_v2"]
