@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from meal_lite import bias, cli, offline
+from meal_lite import bias, cli
 from meal_lite.dark_knowledge import (
     METRICS,
     DarkKnowledgeSettings,
@@ -19,30 +19,8 @@ from meal_lite.dark_knowledge import (
 from meal_lite.digits import DigitsDataset
 from meal_lite.errors import ConfigError
 from meal_lite.loaders import SeededViews
-from meal_lite.offline import TeacherRecipe
 from meal_lite.protocol import Experiment, base_config
 from meal_lite.run import digits_teachers
-
-TINY = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epochs=1))
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """Two one-epoch digits teachers (trained once for this module) in a private cache."""
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(offline.CACHE_ENV_VAR, str(cache))
-        mp.setattr(offline, "DIGITS_TEACHERS", TINY)
-        digits_teachers(verbose=False)
-    return cache
-
-
-@pytest.fixture
-def tiny_teachers(tiny_cache, monkeypatch):
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tiny_cache))
-    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
-    return tiny_cache
-
 
 @pytest.mark.parametrize("held_out", [3, 7])
 def test_the_transfer_set_holds_every_training_image_but_the_held_out_class(held_out):

@@ -11,37 +11,12 @@ from meal_lite import offline, run
 from meal_lite.digits import DigitsDataset
 from meal_lite.evaluate import evaluate
 from meal_lite.loaders import build_loader
-from meal_lite.offline import TeacherRecipe
-
-TINY = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epochs=1))
+from meal_lite.offline import TeacherRecipe  # the cache-key test builds its own recipes
 
 
-@pytest.fixture
-def tiny_teachers(tmp_path, monkeypatch):
-    """An empty private cache for two one-epoch digits teachers, so nothing touches data/cache."""
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path / "cache"))
-    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def _trained_tiny_cache(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    run.digits_teachers(recipes=TINY, cache_dir=cache, verbose=False, workers=1)
-    return cache
-
-
-@pytest.fixture
-def trained_tiny_teachers(_trained_tiny_cache, monkeypatch):
-    """The same two teachers, already trained once for this module (for tests that do not need an empty cache)."""
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(_trained_tiny_cache))
-    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
-    return _trained_tiny_cache
-
-
-def test_teacher_cache_trains_once_then_reuses(tiny_teachers, monkeypatch):
+def test_teacher_cache_trains_once_then_reuses(empty_tiny_teachers, monkeypatch):
     first = run.digits_teachers(verbose=False)
-    files = sorted(p.name for p in tiny_teachers.iterdir())
+    files = sorted(p.name for p in empty_tiny_teachers.iterdir())
     assert len(files) == 2 and all(f.startswith("digits-") and f.endswith(".pt") for f in files)
 
     def no_training(*args, **kwargs):
@@ -74,7 +49,7 @@ def test_cache_dir_is_the_project_data_cache_from_any_subfolder(tmp_path, monkey
     assert offline.default_cache_dir() == tmp_path / "data" / "cache"
 
 
-def test_demo_end_to_end_writes_results(trained_tiny_teachers, tmp_path, capsys):
+def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
     from meal_lite import demo
 
     out = tmp_path / "demo"
@@ -115,7 +90,7 @@ def test_demo_end_to_end_writes_results(trained_tiny_teachers, tmp_path, capsys)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0  # a drawn figure
 
 
-def test_ensemble_members_never_put_a_teacher_in_train_mode(trained_tiny_teachers):
+def test_ensemble_members_never_put_a_teacher_in_train_mode(tiny_teachers):
     ensemble = run.digits_teachers(verbose=False)
     wrapped = ensemble.members()
     batch = [(torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,)))]
@@ -125,9 +100,9 @@ def test_ensemble_members_never_put_a_teacher_in_train_mode(trained_tiny_teacher
     assert not any(m.training for t in ensemble.teachers for m in t.modules())
 
 
-def test_teachers_trained_from_an_empty_cache_never_move(tiny_teachers):
+def test_teachers_trained_from_an_empty_cache_never_move(empty_tiny_teachers):
     """The freezing bug chapter 2 once printed: fresh teachers kept their last .grad and an optimiser moved them."""
-    assert not tiny_teachers.exists()  # an empty cache: the teachers are trained in this call
+    assert not empty_tiny_teachers.exists()  # an empty cache: the teachers are trained in this call
     ensemble = run.digits_teachers(verbose=False)
     assert all(p.grad is None and not p.requires_grad for p in ensemble.parameters())
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 10))

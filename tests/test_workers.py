@@ -12,15 +12,10 @@ import time
 import pytest
 import torch
 
-from meal_lite import offline
 from meal_lite.errors import ConfigError
-from meal_lite.offline import TeacherRecipe
 from meal_lite.protocol import Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
 from meal_lite.run import digits_teachers
 from meal_lite.workers import WORKERS_ENV_VAR, one_thread, resolve_workers
-
-TINY = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epochs=1))
-
 
 def test_worker_count_from_argument_environment_and_device(monkeypatch):
     monkeypatch.delenv(WORKERS_ENV_VAR, raising=False)
@@ -44,28 +39,13 @@ def test_one_thread_restores_the_thread_count():
     assert torch.get_num_threads() == before
 
 
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory):
-    """Two one-epoch teachers trained here (one thread), once for this module."""
-    cache = tmp_path_factory.mktemp("here")
-    digits_teachers(recipes=TINY, cache_dir=cache, verbose=False, workers=1)
-    return cache
-
-
-@pytest.fixture
-def tiny_teachers(tiny_cache, monkeypatch):
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tiny_cache))
-    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
-    return tiny_cache
-
-
-def test_teachers_trained_in_workers_equal_teachers_trained_here(tiny_cache, tmp_path):
-    pooled = digits_teachers(recipes=TINY, cache_dir=tmp_path / "pooled", verbose=False, workers=2)
-    here = digits_teachers(recipes=TINY, cache_dir=tiny_cache, verbose=False, workers=1)
+def test_teachers_trained_in_workers_equal_teachers_trained_here(trained_tiny_cache, tiny_recipes, tmp_path):
+    pooled = digits_teachers(recipes=tiny_recipes, cache_dir=tmp_path / "pooled", verbose=False, workers=2)
+    here = digits_teachers(recipes=tiny_recipes, cache_dir=trained_tiny_cache, verbose=False, workers=1)
     for (name, a), (_, b) in zip(pooled.members().items(), here.members().items()):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), f"teacher {name} differs between a worker and this process"
-    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted(p.name for p in tiny_cache.iterdir())
+    assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted(p.name for p in trained_tiny_cache.iterdir())
 
 
 def test_protocol_seeds_in_workers_equal_seeds_trained_here(tiny_teachers):
@@ -118,13 +98,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_baseline_trained_beside_the_teachers_equals_the_one_trained_here(tmp_path, monkeypatch):
-    monkeypatch.setenv(offline.CACHE_ENV_VAR, str(tmp_path))  # an empty cache: teachers train beside the baseline
-    monkeypatch.setattr(offline, "DIGITS_TEACHERS", TINY)
+def test_baseline_trained_beside_the_teachers_equals_the_one_trained_here(empty_tiny_teachers):
+    # An empty cache: the teachers train beside the baseline.
     cfg = base_config("offline", ["train.limit_batches=4"])
     settings = ProtocolSettings(seeds=1, baseline_epochs=2)
     beside = prepare_experiment(cfg, settings, verbose=False, workers=2)  # teachers trained meanwhile
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len(list(empty_tiny_teachers.iterdir())) == 2
     here, _ = Experiment(cfg, verbose=False).baseline(settings, 0)
     model, history = beside.baseline(settings, 3)  # a shared baseline: every seed gets seed 0's
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), here.state_dict().values()))
