@@ -1,6 +1,6 @@
 """Accuracy against R on the offline digits: online teaching vs caches of R = 1, 10, 50 crops per image.
 
-Runs :func:`meal_lite.cache_study.accuracy_vs_crops` (the method and its reasons are in that module's
+Runs :func:`meal_lite.experiments.cache_study.accuracy_vs_crops` (the method and its reasons are in that module's
 docstring) over several seeds and writes ``bench/cache_accuracy.json``; chapter 6 reads it.
 
     MEAL_LITE_PROFILE=offline HF_HUB_OFFLINE=1 python bench/cache_accuracy.py   # about 6 minutes on 2 CPU cores
@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from meal_lite.cache_study import accuracy_vs_crops
-from meal_lite.protocol import Experiment, base_config
+from meal_lite.experiments.cache_study import accuracy_vs_crops
+from meal_lite.experiments.protocol import Experiment, base_config
 
 
 def main() -> None:

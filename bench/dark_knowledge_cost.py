@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from meal_lite.dark_knowledge import (
+from meal_lite.experiments.dark_knowledge import (
     DarkKnowledgeSettings,
     StoredTeacherOutputs,
     TransferSet,
@@ -33,11 +33,11 @@ from meal_lite.dark_knowledge import (
     draw_views,
     precompute_views,
 )
-from meal_lite.loaders import SeededViews, build_loader, set_loader_epoch
-from meal_lite.objective import Objective
-from meal_lite.protocol import Experiment, base_config
-from meal_lite.run import build_student, seed_everything
-from meal_lite.trainer import Trainer
+from meal_lite.data.loaders import SeededViews, build_loader, set_loader_epoch
+from meal_lite.core.objective import Objective
+from meal_lite.experiments.protocol import Experiment, base_config
+from meal_lite.training.assemble import build_student, seed_everything
+from meal_lite.training.trainer import Trainer
 
 
 def cpu(fn) -> float:

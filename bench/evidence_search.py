@@ -2,7 +2,7 @@
 
 Every configuration tried is run here, on the VALIDATION split of the offline digits, and appended to
 ``bench/evidence_search.json`` (and summarised in ``bench/evidence_search.md``) with its numbers, so
-the choice of the protocol's settings (:data:`meal_lite.protocol.PROFILE_SETTINGS`) can be audited.
+the choice of the protocol's settings (:data:`meal_lite.experiments.protocol.PROFILE_SETTINGS`) can be audited.
 The test split is never read here; ``meal-lite demo`` measures it once with the chosen settings.
 
 For each configuration (a set of levers: augmentation strength, input mixing, temperature, epochs):
@@ -31,10 +31,11 @@ from pathlib import Path
 
 import torch
 
-from meal_lite.ensemble import EnsembleClassifier
-from meal_lite.offline import RECIPE_VERSION
-from meal_lite.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol, t_interval
-from meal_lite.workers import cpu_pool, resolve_workers
+from meal_lite.core.ensemble import EnsembleClassifier
+from meal_lite.training.digits_teachers import RECIPE_VERSION
+from meal_lite.experiments.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol
+from meal_lite.experiments.stats import t_interval
+from meal_lite.training.workers import cpu_pool, resolve_workers
 
 HERE = Path(__file__).resolve().parent
 LOG = HERE / "evidence_search.json"
@@ -85,7 +86,7 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
     return {
         "config": name,
         "student": experiment.cfg.student.name,
-        "teacher_recipe_version": RECIPE_VERSION,  # 1: teachers trained with 2 threads; 2: with one (meal_lite.workers)
+        "teacher_recipe_version": RECIPE_VERSION,  # 1: teachers trained with 2 threads; 2: with one (meal_lite.training.workers)
         "levers": levers,
         "settings": asdict(settings),
         "split": "val",
@@ -140,7 +141,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
         f"{list(LR_GRID)}, each arm's best lr in brackets. Paired differences at the chosen lrs, 95% t-interval.",
         "",
         "Teachers v1: the teachers of the first records, trained with two threads; v2: trained with one thread",
-        "(meal_lite.workers), the teachers of the published numbers.",
+        "(meal_lite.training.workers), the teachers of the published numbers.",
         "",
         "| config | student | teachers | levers | seeds | epochs (baseline + continuation) | ensemble / best teacher | baseline (plateau?) "
         "| control | KL only | MEAL V2 | MEAL V2 - control | KL only - control |",

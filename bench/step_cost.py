@@ -4,7 +4,7 @@ One run, three arms, two scales, random weights (timm ``pretrained=False``: noth
 
 - **floor**: the student alone with cross-entropy on labels (the cheapest step there is);
 - **online**: MEAL V2 as published: the teachers run on every batch, the discriminator sees logits;
-- **cached**: MEAL V2 from a soft-label cache (:mod:`meal_lite.softlabels`): no teacher runs, the
+- **cached**: MEAL V2 from a soft-label cache (:mod:`meal_lite.data.softlabels`): no teacher runs, the
   stored top-5 is rebuilt into a target and the discriminator sees probabilities.
 
 Every arm trains through the package's own public step (``Trainer.train_step``) on batches from a
@@ -36,16 +36,16 @@ from pathlib import Path
 
 import torch
 
-from meal_lite.config import Config
-from meal_lite.data import DatasetSplits
-from meal_lite.ensemble import TeacherEnsemble
-from meal_lite.loaders import build_loader, set_loader_epoch
-from meal_lite.models import create_model
-from meal_lite.objective import Objective
-from meal_lite.softlabel_cache import generate_cache
-from meal_lite.softlabels import CachedCrops, CachedSoftLabels, SoftLabelCache
-from meal_lite.trainer import Trainer
-from meal_lite.transforms import build_transforms, paper_data_config
+from meal_lite.config.schema import Config
+from meal_lite.data.datasets import DatasetSplits
+from meal_lite.core.ensemble import TeacherEnsemble
+from meal_lite.data.loaders import build_loader, set_loader_epoch
+from meal_lite.models.factory import create_model
+from meal_lite.core.objective import Objective
+from meal_lite.training.softlabel_cache import generate_cache
+from meal_lite.data.softlabels import CachedCrops, CachedSoftLabels, SoftLabelCache
+from meal_lite.training.trainer import Trainer
+from meal_lite.data.transforms import build_transforms, paper_data_config
 
 SCALES = {
     "book": dict(student="resnet18", teachers=["resnet50", "resnet34"], size=128, batch=32, source=160, rounds=5),

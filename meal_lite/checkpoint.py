@@ -13,16 +13,28 @@ Published MEAL V2 weights carry DataParallel's ``module.`` prefix and may be wra
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from meal_lite.errors import CheckpointError
+from meal_lite.files import atomic_write
+
+__all__ = [
+    "STATE_DICT_KEYS",
+    "save_checkpoint",
+    "load_checkpoint",
+    "strip_module_prefix",
+    "extract_state_dict",
+    "get_rng_state",
+    "set_rng_state",
+    "scheduler_state_to_safe",
+    "scheduler_state_from_safe",
+]
 
 STATE_DICT_KEYS = ("state_dict", "model", "student")
 
@@ -35,37 +47,6 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda handle: torch.save(dict(state), handle))
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
-    """Call ``write(binary file handle)`` on a temp file next to ``path``, fsync, then rename it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); silently skipped where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:

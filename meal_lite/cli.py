@@ -5,9 +5,9 @@
     meal-lite demo [--out runs/demo] [...]
     meal-lite dark-knowledge --out DIR [--held-out 3] [--seeds N] [...]
     meal-lite config [CONFIG] [section.key=value ...] [--profile P] [--world-size N]
-    meal-lite cache [CONFIG] [section.key=value ...] [--profile P]   # soft labels, see meal_lite.softlabels
+    meal-lite cache [CONFIG] [section.key=value ...] [--profile P]   # soft labels, see meal_lite.data.softlabels
 
-CONFIG omitted means the profile's packaged default (``meal_lite/configs/<profile>.yaml``); the
+CONFIG omitted means the profile's packaged default (``meal_lite/config/defaults/<profile>.yaml``); the
 profile is ``--profile``, else ``$MEAL_LITE_PROFILE``, else ``imagenette``. Every error meal-lite
 knows about is printed as one line ``error: <sentence>`` with exit code 2, without a traceback.
 The same entry point works under ``torchrun`` (``python -m meal_lite.cli train ...``).
@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ConfigError, MealLiteError
-from .profiles import PROFILES
+from meal_lite.errors import ConfigError, MealLiteError
+from meal_lite.config.profiles import PROFILES
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -83,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-size", type=int, default=None, help="default: the model's own input size")
     ev.add_argument("--device", default="auto")
 
-    # `meal-lite demo ...` hands every argument to meal_lite.demo.main (its own parser: --out runs/demo,
+    # `meal-lite demo ...` hands every argument to meal_lite.experiments.demo.main (its own parser: --out runs/demo,
     # --profile, --seeds, overrides...); this entry only lists the command in `meal-lite --help`.
     sub.add_parser("demo", help="the end-to-end demo (meal-lite demo --help for its options)", add_help=False)
-    # Likewise `meal-lite dark-knowledge ...` goes to meal_lite.dark_knowledge_report.main.
+    # Likewise `meal-lite dark-knowledge ...` goes to meal_lite.experiments.dark_knowledge_report.main.
     sub.add_parser(
         "dark-knowledge", help="a student learns a digit it never saw labelled (meal-lite dark-knowledge --help)", add_help=False
     )
@@ -94,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .distributed import cleanup
-    from .run import train_from_config
+    from meal_lite.config.schema import load_config
+    from meal_lite.training.distributed import cleanup
+    from meal_lite.training.pipeline import train_from_config
 
     path, overrides = split_config_args(args.args)
     cfg = load_config(path, overrides, profile=args.profile)
@@ -129,14 +129,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace) -> int:
-    import os
-
-    from .batching import describe_plan, plan_batches
-    from .config import format_config, load_config
+    from meal_lite import settings
+    from meal_lite.training.batching import describe_plan, plan_batches
+    from meal_lite.config.schema import format_config, load_config
 
     path, overrides = split_config_args(args.args)
     cfg = load_config(path, overrides, profile=args.profile)
-    world_size = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE") or 1)
+    world_size = args.world_size if args.world_size is not None else settings.torchrun_env().world_size
     if world_size < 1:
         raise ConfigError(f"--world-size must be >= 1, but was given {world_size}.")
     plan = plan_batches(cfg, world_size)
@@ -145,9 +144,9 @@ def _run_config(args: argparse.Namespace) -> int:
 
 
 def _run_cache(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .distributed import cleanup, init_distributed
-    from .softlabel_cache import generate_cache
+    from meal_lite.config.schema import load_config
+    from meal_lite.training.distributed import cleanup, init_distributed
+    from meal_lite.training.softlabel_cache import generate_cache
 
     path, overrides = split_config_args(args.args)
     cfg = load_config(path, overrides, profile=args.profile)
@@ -165,7 +164,7 @@ def _run_cache(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
+    from meal_lite.training.eval_checkpoint import evaluate_checkpoint
 
     result = evaluate_checkpoint(
         args.model,
@@ -187,16 +186,16 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_demo(argv: list[str]) -> int:
-    """Delegate to :func:`meal_lite.demo.main` with the arguments after ``demo``."""
-    from . import demo
+    """Delegate to :func:`meal_lite.experiments.demo.main` with the arguments after ``demo``."""
+    from meal_lite.experiments import demo
 
     result = demo.main(argv)
     return result if isinstance(result, int) else 0
 
 
 def _run_dark_knowledge(argv: list[str]) -> int:
-    """Delegate to :func:`meal_lite.dark_knowledge_report.main` with the arguments after ``dark-knowledge``."""
-    from . import dark_knowledge_report
+    """Delegate to :func:`meal_lite.experiments.dark_knowledge_report.main` with the arguments after ``dark-knowledge``."""
+    from meal_lite.experiments import dark_knowledge_report
 
     dark_knowledge_report.main(argv)
     return 0

@@ -21,9 +21,9 @@ def _trainings_in_this_process(monkeypatch):
 # --------------------------------------------------------------------------------------------------
 # Tiny digits teachers: two one-epoch recipes in a private cache, so that no test touches data/cache.
 
-from meal_lite import offline  # noqa: E402
-from meal_lite.offline import TeacherRecipe  # noqa: E402
-from meal_lite.run import digits_teachers  # noqa: E402
+from meal_lite.training import digits_teachers as offline  # noqa: E402
+from meal_lite.training.digits_teachers import TeacherRecipe  # noqa: E402
+from meal_lite.training.digits_teachers import digits_ensemble  # noqa: E402
 
 TINY_TEACHERS = (TeacherRecipe("resnet10t", epochs=1), TeacherRecipe("regnetx_002", epochs=1))
 
@@ -38,7 +38,7 @@ def tiny_recipes():
 def trained_tiny_cache(tmp_path_factory):
     """The tiny teachers, trained once for the whole session (one thread, in this process)."""
     cache = tmp_path_factory.mktemp("tiny-teachers")
-    digits_teachers(recipes=TINY_TEACHERS, cache_dir=cache, verbose=False, workers=1)
+    digits_ensemble(recipes=TINY_TEACHERS, cache_dir=cache, verbose=False, workers=1)
     return cache
 
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from meal_lite.imagefolders import IMAGENETTE_WNIDS
+from meal_lite.data.imagefolders import IMAGENETTE_WNIDS
 
 FOLDER_OF_SIZE = {"160px": "imagenette2-160", "320px": "imagenette2-320", "full": "imagenette2"}
 

@@ -145,10 +145,9 @@ def test_eval_delegates_and_prints(monkeypatch, capsys):
         calls.update(model_name=model_name, weights=weights, **kwargs)
         return {"top1": 80.5, "top5": 95.25, "n": 3925}
 
-    fake = types.ModuleType("meal_lite.evaluate")
+    fake = types.ModuleType("meal_lite.training.eval_checkpoint")
     fake.evaluate_checkpoint = fake_evaluate_checkpoint
-    monkeypatch.setitem(sys.modules, "meal_lite.evaluate", fake)
-    monkeypatch.setattr(meal_lite, "evaluate", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "meal_lite.training.eval_checkpoint", fake)
     code = main(["eval", "--model", "resnet50", "--weights", "w.pt", "--data-root", "data",
                  "--dataset", "imagenette", "--batch-size", "8"])
     assert code == 0
@@ -165,9 +164,9 @@ def test_eval_requires_its_arguments(capsys):
 
 def test_demo_delegates(monkeypatch):
     seen = {}
-    fake = types.ModuleType("meal_lite.demo")
+    fake = types.ModuleType("meal_lite.experiments.demo")
     fake.main = lambda argv: seen.setdefault("argv", argv) and 0
-    monkeypatch.setitem(sys.modules, "meal_lite.demo", fake)
+    monkeypatch.setitem(sys.modules, "meal_lite.experiments.demo", fake)
     monkeypatch.setattr(meal_lite, "demo", fake, raising=False)
     assert main(["demo", "--out", "runs/x", "--seeds", "2", "data.batch_size=8"]) == 0
     assert seen["argv"] == ["--out", "runs/x", "--seeds", "2", "data.batch_size=8"]

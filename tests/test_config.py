@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meal_lite.config import (
+from meal_lite.config.schema import (
     Config,
     TeacherConfig,
     config_from_dict,
@@ -14,7 +14,7 @@ from meal_lite.config import (
     load_config,
 )
 from meal_lite.errors import ConfigError
-from meal_lite.profiles import profile_config_path
+from meal_lite.config.profiles import profile_config_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))
 def test_shipped_example_configs_load_and_say_how_to_launch_them(path):
     import timm
 
-    from meal_lite.models import teacher_specs
+    from meal_lite.models.factory import teacher_specs
 
     cfg = load_config(path)
     # Its header shows the command that runs it, naming this very file.

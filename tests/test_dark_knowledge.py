@@ -7,20 +7,21 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from meal_lite import bias, cli
-from meal_lite.dark_knowledge import (
+from meal_lite import cli
+from meal_lite.core.ensemble import StoredTeacherOutputs
+from meal_lite.experiments import bias
+from meal_lite.experiments.dark_knowledge import (
     METRICS,
     DarkKnowledgeSettings,
-    StoredTeacherOutputs,
     TransferSet,
     precompute_views,
     run_dark_knowledge,
 )
-from meal_lite.digits import DigitsDataset
+from meal_lite.data.digits import DigitsDataset
 from meal_lite.errors import ConfigError
-from meal_lite.loaders import SeededViews
-from meal_lite.protocol import Experiment, base_config
-from meal_lite.run import digits_teachers
+from meal_lite.data.loaders import SeededViews
+from meal_lite.experiments.protocol import Experiment, base_config
+from meal_lite.training.digits_teachers import digits_ensemble
 
 @pytest.mark.parametrize("held_out", [3, 7])
 def test_the_transfer_set_holds_every_training_image_but_the_held_out_class(held_out):
@@ -68,7 +69,7 @@ def test_paired_difference_has_a_student_t_interval():
 
 
 def test_stored_views_and_teacher_outputs_are_what_the_ensemble_gives(tiny_teachers):
-    teachers = digits_teachers(verbose=False)
+    teachers = digits_ensemble(verbose=False)
     transfer = TransferSet(DigitsDataset("train", augment=True), 3)
     data = precompute_views(transfer, teachers, epochs=2, view_seed=5)
     seeded = SeededViews(transfer, 5)

@@ -1,4 +1,4 @@
-"""Datasets, transforms and loaders (meal_lite.data, .digits, .imagefolders, .transforms, .loaders): errors too."""
+"""Datasets, transforms and loaders (meal_lite.data.datasets, .digits, .imagefolders, .transforms, .loaders): errors too."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from fake_data import make_fake_imagenet, make_fake_imagenette, write_not_an_image, write_truncated_jpeg
-from meal_lite import data as D
-from meal_lite import digits
-from meal_lite import imagefolders as IF
-from meal_lite import loaders as L
-from meal_lite import transforms as T
-from meal_lite.config import DataConfig
+from meal_lite.data import datasets as D
+from meal_lite.data import digits
+from meal_lite.data import imagefolders as IF
+from meal_lite.data import loaders as L
+from meal_lite.data import transforms as T
+from meal_lite.config.schema import DataConfig
 from meal_lite.errors import ConfigError, DataError
 
 SMALL_CFG = {

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meal_lite.discriminator import (
+from meal_lite.core.discriminator import (
     Discriminator,
     discriminator_accuracy,
     discriminator_loss,

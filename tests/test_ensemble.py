@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from meal_lite.ensemble import EnsembleOutput, InputAdapter, TeacherEnsemble
+from meal_lite.core.ensemble import EnsembleOutput, InputAdapter, TeacherEnsemble
 from meal_lite.errors import ModelError
-from meal_lite.losses import soft_cross_entropy
+from meal_lite.core.losses import soft_cross_entropy
 
 LN8 = math.log(8.0)
 

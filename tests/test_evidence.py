@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from meal_lite.config import Config
-from meal_lite.digits import DigitsDataset
-from meal_lite.ensemble import EnsembleOutput
+from meal_lite.config.schema import Config
+from meal_lite.data.digits import DigitsDataset
+from meal_lite.core.ensemble import EnsembleOutput
 from meal_lite.errors import ConfigError
-from meal_lite.inherited import agreement, mistake_similarity, reliability_curve, target_entropy
-from meal_lite.objective import Objective, make_mix
-from meal_lite.offline import DIGITS_TEACHERS, TeacherRecipe, recipe_key, teacher_config
-from meal_lite.protocol import (
+from meal_lite.experiments.inherited import agreement, mistake_similarity, reliability_curve, target_entropy
+from meal_lite.core.objective import Objective, make_mix
+from meal_lite.training.digits_teachers import DIGITS_TEACHERS, TeacherRecipe, recipe_key, teacher_config
+from meal_lite.experiments.protocol import (
     PROFILE_SETTINGS,
     ProtocolSettings,
-    SharedTargets,
     continuation_config,
     paired_differences,
     run_config,
-    t_interval,
 )
+from meal_lite.core.ensemble import SharedTargets
+from meal_lite.experiments.stats import t_interval
 
 
 def test_t_interval_matches_hand_computation():
@@ -173,7 +173,7 @@ def test_teacher_recipes_reach_their_optimiser():
 
 
 def test_inheritance_report_with_precomputed_reference_is_the_same():
-    from meal_lite.inherited import collect_outputs, inheritance_report
+    from meal_lite.experiments.inherited import collect_outputs, inheritance_report
 
     torch.manual_seed(0)
     data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]

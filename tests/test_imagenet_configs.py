@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import timm
 
-from meal_lite.batching import plan_batches
-from meal_lite.config import load_config
-from meal_lite.models import teacher_specs
+from meal_lite.training.batching import plan_batches
+from meal_lite.config.schema import load_config
+from meal_lite.models.factory import teacher_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "configs" / "imagenet"

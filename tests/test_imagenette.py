@@ -15,11 +15,11 @@ import torch
 
 from fake_data import make_fake_imagenet, make_fake_imagenette
 from meal_lite import cli
-from meal_lite.config import load_config
-from meal_lite.imagefolders import IMAGENETTE_IMAGENET_INDICES, imagenette_datasets
-from meal_lite.run import train_from_config
+from meal_lite.config.schema import load_config
+from meal_lite.data.imagefolders import IMAGENETTE_IMAGENET_INDICES, imagenette_datasets
+from meal_lite.training.pipeline import train_from_config
 from meal_lite.errors import ConfigError, DataError, MealLiteError, ModelError
-from meal_lite.evaluate import evaluate_checkpoint
+from meal_lite.training.eval_checkpoint import evaluate_checkpoint
 
 # ImageNette's ten classes in ImageNet-1k (tench, English springer, ..., parachute): the ranks of their
 # wnids among the sorted 1000 ILSVRC-2012 wnids.

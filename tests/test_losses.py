@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from meal_lite.errors import ConfigError, ModelError
-from meal_lite.losses import cross_entropy, entropy, kl_divergence, soft_cross_entropy, soften
+from meal_lite.core.losses import cross_entropy, entropy, kl_divergence, soft_cross_entropy, soften
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 

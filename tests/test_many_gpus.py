@@ -10,15 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from meal_lite.batching import describe_plan, plan_batches
+from meal_lite.training.batching import describe_plan, plan_batches
 from meal_lite.checkpoint import load_checkpoint, save_checkpoint
-from meal_lite.config import Config, load_config
-from meal_lite.ensemble import TeacherEnsemble
+from meal_lite.config.schema import Config, load_config
+from meal_lite.core.ensemble import TeacherEnsemble
 from meal_lite.errors import CheckpointError, ConfigError
-from meal_lite.loaders import build_loader
-from meal_lite.objective import Objective, make_mix
-from meal_lite.run import seed_everything
-from meal_lite.trainer import Trainer
+from meal_lite.data.loaders import build_loader
+from meal_lite.core.objective import Objective, make_mix
+from meal_lite.training.assemble import seed_everything
+from meal_lite.training.trainer import Trainer
 from tiny_run import NUM_CLASSES, NoisyDigits, TinyNet, tiny_config
 
 
@@ -132,12 +132,12 @@ def resumable(**train):
 def test_mid_epoch_resume_is_bit_identical(tmp_path, monkeypatch):
     straight = trainer_for(resumable(), tmp_path / "straight")
     straight.fit()
-    monkeypatch.setattr("meal_lite.stepping.maybe_fail", crash_at(3 + 3 + 1))  # 3 steps an epoch: epoch 3 step 1
+    monkeypatch.setattr("meal_lite.training.trainer.maybe_fail", crash_at(3 + 3 + 1))  # 3 steps an epoch: epoch 3 step 1
     with pytest.raises(Crash):
         trainer_for(resumable(), tmp_path / "resumed").fit()
     state = load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (2, 0)  # step 1 is before the first mid-epoch save
-    monkeypatch.setattr("meal_lite.stepping.maybe_fail", crash_at(3 + 2 + 1))  # epoch 2, after step 2's save
+    monkeypatch.setattr("meal_lite.training.trainer.maybe_fail", crash_at(3 + 2 + 1))  # epoch 2, after step 2's save
     with pytest.raises(Crash):
         trainer_for(resumable(), tmp_path / "resumed2").fit()
     state = load_checkpoint(tmp_path / "resumed2" / "last.pt")
@@ -158,18 +158,18 @@ def test_mid_epoch_resume_without_the_rng_restore_differs(tmp_path, monkeypatch)
     """Guard for the test above: it can fail (CutMix's draws depend on the restored RNG)."""
     straight = trainer_for(resumable(), tmp_path / "straight")
     straight.fit()
-    monkeypatch.setattr("meal_lite.stepping.maybe_fail", crash_at(3 + 2 + 1))
+    monkeypatch.setattr("meal_lite.training.trainer.maybe_fail", crash_at(3 + 2 + 1))
     with pytest.raises(Crash):
         trainer_for(resumable(), tmp_path / "resumed").fit()
     monkeypatch.undo()
-    monkeypatch.setattr("meal_lite.state.set_rng_state", lambda state: None)
+    monkeypatch.setattr("meal_lite.training.trainer.set_rng_state", lambda state: None)
     resumed = trainer_for(resumable(resume=True), tmp_path / "resumed")
     resumed.fit()
     assert not torch.equal(straight.student.head.weight, resumed.student.head.weight)
 
 
 def test_mid_epoch_checkpoint_of_another_world_size_is_one_sentence(tmp_path, monkeypatch):
-    monkeypatch.setattr("meal_lite.stepping.maybe_fail", crash_at(2))
+    monkeypatch.setattr("meal_lite.training.trainer.maybe_fail", crash_at(2))
     with pytest.raises(Crash):
         trainer_for(resumable(), tmp_path / "run").fit()
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""Models by timm name (meal_lite.models): class subsets, local weights, presets, per-teacher inputs, errors."""
+"""Models by timm name (meal_lite.models.factory): class subsets, local weights, presets, per-teacher inputs, errors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import timm
 import torch
 
-from meal_lite import models as M
-from meal_lite.config import Config, DataConfig, ModelConfig, TeacherConfig
-from meal_lite.digits import DIGITS_DATA_CONFIG
-from meal_lite.imagefolders import IMAGENETTE_IMAGENET_INDICES
-from meal_lite.ensemble import InputAdapter, TeacherEnsemble
+from meal_lite.models import factory as M
+from meal_lite.config.schema import Config, DataConfig, ModelConfig, TeacherConfig
+from meal_lite.data.digits import DIGITS_DATA_CONFIG
+from meal_lite.data.imagefolders import IMAGENETTE_IMAGENET_INDICES
+from meal_lite.core.ensemble import InputAdapter, TeacherEnsemble
 from meal_lite.errors import ConfigError, ModelError
 
 # ImageNette's classes in ImageNet-1k (tench ... parachute): the ranks of their wnids among the sorted
@@ -134,15 +134,15 @@ def test_presets():
 
 
 def test_digits_preset_delegates_to_the_local_teachers(monkeypatch):
-    from meal_lite import run
+    from meal_lite.training import pipeline as run
 
     calls = {}
 
-    def digits_teachers(image_size=32, **kwargs):
+    def digits_ensemble(image_size=32, **kwargs):
         calls.update(image_size=image_size, **kwargs)
         return "ensemble"
 
-    monkeypatch.setattr(run, "digits_teachers", digits_teachers)
+    monkeypatch.setattr(run, "digits_ensemble", digits_ensemble)
     cfg = _cfg(data=DataConfig(dataset="digits"), teacher_preset="digits")
     assert run.build_teachers(cfg, 10, {**DIGITS_DATA_CONFIG, "input_size": (1, 24, 24)}) == "ensemble"
     assert calls["image_size"] == 24

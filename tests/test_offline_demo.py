@@ -7,15 +7,16 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from meal_lite import offline, run
-from meal_lite.digits import DigitsDataset
-from meal_lite.evaluate import evaluate
-from meal_lite.loaders import build_loader
-from meal_lite.offline import TeacherRecipe  # the cache-key test builds its own recipes
+from meal_lite.training import digits_teachers as offline
+from meal_lite.training import assemble as run
+from meal_lite.data.digits import DigitsDataset
+from meal_lite.training.evaluate import evaluate
+from meal_lite.data.loaders import build_loader
+from meal_lite.training.digits_teachers import TeacherRecipe  # the cache-key test builds its own recipes
 
 
 def test_teacher_cache_trains_once_then_reuses(empty_tiny_teachers, monkeypatch):
-    first = run.digits_teachers(verbose=False)
+    first = offline.digits_ensemble(verbose=False)
     files = sorted(p.name for p in empty_tiny_teachers.iterdir())
     assert len(files) == 2 and all(f.startswith("digits-") and f.endswith(".pt") for f in files)
 
@@ -23,7 +24,7 @@ def test_teacher_cache_trains_once_then_reuses(empty_tiny_teachers, monkeypatch)
         raise AssertionError("a cached teacher was trained again")
 
     monkeypatch.setattr(run, "train_student", no_training)
-    second = run.digits_teachers(verbose=False)
+    second = offline.digits_ensemble(verbose=False)
     for a, b in zip(first.teachers, second.teachers):
         for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
             assert ka == kb and torch.equal(va, vb)
@@ -50,7 +51,7 @@ def test_cache_dir_is_the_project_data_cache_from_any_subfolder(tmp_path, monkey
 
 
 def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
-    from meal_lite import demo
+    from meal_lite.experiments import demo
 
     out = tmp_path / "demo"
     started = time.perf_counter()
@@ -68,7 +69,7 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
         assert row in printed
     # The teacher rows are what the one evaluation loop gives for the cached teachers on the test split.
     loader = build_loader(DigitsDataset("test"), 256, train=False)
-    for name, model in run.digits_teachers(verbose=False).members().items():
+    for name, model in offline.digits_ensemble(verbose=False).members().items():
         assert results[f"teacher:{name}"]["values"] == [evaluate(model, loader)["top1"]]
     assert len(results["baseline"]["values"]) == 1  # one shared baseline, as the paper boosts one student
     for row in ("control", "kl_only", "meal_v2"):
@@ -91,7 +92,7 @@ def test_demo_end_to_end_writes_results(tiny_teachers, tmp_path, capsys):
 
 
 def test_ensemble_members_never_put_a_teacher_in_train_mode(tiny_teachers):
-    ensemble = run.digits_teachers(verbose=False)
+    ensemble = offline.digits_ensemble(verbose=False)
     wrapped = ensemble.members()
     batch = [(torch.randn(4, 1, 32, 32), torch.randint(0, 10, (4,)))]
     for model in wrapped.values():
@@ -103,7 +104,7 @@ def test_ensemble_members_never_put_a_teacher_in_train_mode(tiny_teachers):
 def test_teachers_trained_from_an_empty_cache_never_move(empty_tiny_teachers):
     """The freezing bug chapter 2 once printed: fresh teachers kept their last .grad and an optimiser moved them."""
     assert not empty_tiny_teachers.exists()  # an empty cache: the teachers are trained in this call
-    ensemble = run.digits_teachers(verbose=False)
+    ensemble = offline.digits_ensemble(verbose=False)
     assert all(p.grad is None and not p.requires_grad for p in ensemble.parameters())
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 10))
     model = torch.nn.ModuleDict({"student": student, "ensemble": ensemble})

@@ -1,15 +1,25 @@
-"""The package's shape: no import cycle (counting imports inside functions), small modules, few local imports."""
+"""The package's shape: layers that import downward only, no import cycle (counting imports inside
+functions), small modules and definitions, and chapters that use the public API only."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+
+import nbformat
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "meal_lite"
 # Imports inside functions are for optional dependencies, and for the CLI, whose start-up they keep fast.
 OPTIONAL = {"safetensors.torch", "IPython", "IPython.display"}
 MAX_MODULE_LINES = 450
-MAX_DEFINITION_LINES = 150
+MAX_DEFINITION_LINES = 150  # a function
+MAX_CLASS_LINES = 320  # a class owns several methods: the Trainer owns its step, epoch, checkpoint and resume
+#: The subpackages from the bottom up: a module may import its own layer and the layers below, never above.
+#: "base" is the package's top-level modules (errors, settings, files, network, checkpoint, lazy).
+LAYERS = ("base", "config", "core", "data", "models", "training", "experiments", "book", "cli")
+BOOK = PACKAGE.parent / "book"
 
 
 def modules() -> dict[str, Path]:
@@ -66,7 +76,7 @@ def test_cycle_finder_finds_a_planted_cycle():
 def test_the_package_has_no_import_cycle():
     mods = modules()
     graph = {name: imported_modules(name, path, set(mods)) for name, path in mods.items()}
-    assert graph["meal_lite.run"] >= {"meal_lite.trainer", "meal_lite.objective"}  # the reader sees real edges
+    assert graph["meal_lite.training.assemble"] >= {"meal_lite.training.trainer", "meal_lite.core.objective"}  # the reader sees real edges
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
@@ -95,6 +105,86 @@ def test_modules_and_definitions_stay_small():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 size = node.end_lineno - node.lineno + 1
-                if size > MAX_DEFINITION_LINES:
+                if size > (MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_DEFINITION_LINES):
                     too_long.append(f"{name}.{node.name}: {size} lines")
     assert not too_long, too_long
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 2:
+        return "cli" if parts[1] == "cli" else "base"
+    return parts[1]
+
+
+def test_every_module_sits_in_a_known_layer_and_imports_downward_only():
+    mods = modules()
+    upward = []
+    for name, path in mods.items():
+        assert layer(name) in LAYERS, f"{name} is in no layer of {LAYERS}"
+        for dep in imported_modules(name, path, set(mods)):
+            if LAYERS.index(layer(dep)) > LAYERS.index(layer(name)):
+                upward.append(f"{name} -> {dep}")
+    assert not upward, upward
+
+
+def test_the_core_imports_nothing_but_config_choices_and_errors():
+    mods = modules()
+    outside = {
+        dep
+        for name, path in mods.items() if layer(name) == "core" and not name.endswith("__init__")  # __init__: the API map
+        for dep in imported_modules(name, path, set(mods)) if layer(dep) != "core"
+    }
+    assert outside == {"meal_lite.config.choices", "meal_lite.errors"}
+
+
+def test_the_layer_check_catches_an_upward_import():
+    assert LAYERS.index(layer("meal_lite.training.trainer")) > LAYERS.index(layer("meal_lite.core.losses"))
+    assert layer("meal_lite.errors") == "base" and layer("meal_lite.cli") == "cli"
+
+
+def _public(module: str) -> set[str]:
+    return set(importlib.import_module(module).__all__)
+
+
+def chapter_problems(source: str) -> list[str]:
+    """Private names, and meal_lite imports from outside the public API, in one chapter's code."""
+    problems = []
+    packages = {"meal_lite"} | {f"meal_lite.{sub}" for sub in LAYERS if sub not in ("base", "cli")}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "meal_lite":
+            if node.module not in packages:
+                problems.append(f"imports from {node.module}: use meal_lite or one of {sorted(packages)}")
+                continue
+            for alias in node.names:
+                if alias.name not in _public(node.module):
+                    problems.append(f"{alias.name} is not in {node.module}.__all__")
+        elif isinstance(node, ast.Import):
+            problems += [f"import {a.name}: import a public package" for a in node.names if a.name.startswith("meal_lite.") and a.name not in packages]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            problems.append(f"private attribute .{node.attr}")
+        elif isinstance(node, ast.alias) and node.name.split(".")[-1].startswith("_"):
+            problems.append(f"private name {node.name}")
+    return problems
+
+
+def test_the_chapter_check_catches_private_and_internal_names():
+    assert chapter_problems("from meal_lite import Trainer\nfrom meal_lite.core import Objective") == []
+    assert chapter_problems("from meal_lite.core.objective import Objective") != []
+    assert chapter_problems("from meal_lite.core import NoSuchName") != []
+    assert chapter_problems("ds._samples") != []
+    assert chapter_problems("from torch.nn.modules.batchnorm import _BatchNorm") != []
+
+
+@pytest.mark.parametrize("chapter", sorted(BOOK.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_chapters_use_the_public_api_only(chapter):
+    cells = [c for c in nbformat.read(chapter, as_version=4).cells if c.cell_type == "code"]
+    problems = []
+    for cell in cells:
+        # IPython magics and shell lines are not Python: each becomes a `pass` at its indentation
+        lines = [
+            line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+            for line in cell.source.splitlines()
+        ]
+        problems += chapter_problems("\n".join(lines))
+    assert problems == []

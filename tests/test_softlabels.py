@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from meal_lite.config import Config, load_config
-from meal_lite.data import build_datasets
-from meal_lite.distributed import DistributedContext
-from meal_lite.ensemble import TeacherEnsemble
+from meal_lite.config.schema import Config, load_config
+from meal_lite.data.datasets import build_datasets
+from meal_lite.training.distributed import DistributedContext
+from meal_lite.core.ensemble import TeacherEnsemble
 from meal_lite.errors import ConfigError
-from meal_lite.run import train_student
-from meal_lite.softlabel_cache import generate_cache
-from meal_lite.softlabels import (
+from meal_lite.training.assemble import train_student
+from meal_lite.training.softlabel_cache import generate_cache
+from meal_lite.data.softlabels import (
     CacheError,
     CachedCrops,
     CachedSoftLabels,

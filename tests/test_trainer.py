@@ -8,9 +8,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from meal_lite.checkpoint import load_checkpoint
 from meal_lite.errors import CheckpointError, ConfigError, NonFiniteLossError
-from meal_lite.evaluate import evaluate
-from meal_lite.objective import Objective
-from meal_lite.trainer import build_optimizer
+from meal_lite.training.evaluate import evaluate
+from meal_lite.core.objective import Objective
+from meal_lite.training.trainer import build_optimizer
 from tiny_run import NUM_CLASSES, KillAfter, TinyNet, make_trainer, tiny_config
 
 
@@ -57,7 +57,7 @@ def test_resume_without_restoring_rng_differs(tmp_path, monkeypatch):
     killed = make_trainer(tiny_config(), tmp_path / "b", callbacks=[KillAfter(2)])
     with pytest.raises(KeyboardInterrupt):
         killed.fit()
-    monkeypatch.setattr("meal_lite.state.set_rng_state", lambda state: None)
+    monkeypatch.setattr("meal_lite.training.trainer.set_rng_state", lambda state: None)
     resumed = make_trainer(tiny_config(resume=True), tmp_path / "b")
     resumed.fit()
     differs = any(

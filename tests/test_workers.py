@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from meal_lite.errors import ConfigError
-from meal_lite.protocol import Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
-from meal_lite.run import digits_teachers
-from meal_lite.workers import WORKERS_ENV_VAR, one_thread, resolve_workers
+from meal_lite.experiments.protocol import Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
+from meal_lite.training.digits_teachers import digits_ensemble
+from meal_lite.training.workers import WORKERS_ENV_VAR, one_thread, resolve_workers
 
 def test_worker_count_from_argument_environment_and_device(monkeypatch):
     monkeypatch.delenv(WORKERS_ENV_VAR, raising=False)
@@ -40,8 +40,8 @@ def test_one_thread_restores_the_thread_count():
 
 
 def test_teachers_trained_in_workers_equal_teachers_trained_here(trained_tiny_cache, tiny_recipes, tmp_path):
-    pooled = digits_teachers(recipes=tiny_recipes, cache_dir=tmp_path / "pooled", verbose=False, workers=2)
-    here = digits_teachers(recipes=tiny_recipes, cache_dir=trained_tiny_cache, verbose=False, workers=1)
+    pooled = digits_ensemble(recipes=tiny_recipes, cache_dir=tmp_path / "pooled", verbose=False, workers=2)
+    here = digits_ensemble(recipes=tiny_recipes, cache_dir=trained_tiny_cache, verbose=False, workers=1)
     for (name, a), (_, b) in zip(pooled.members().items(), here.members().items()):
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), f"teacher {name} differs between a worker and this process"
@@ -66,7 +66,7 @@ def test_protocol_seeds_in_workers_equal_seeds_trained_here(tiny_teachers):
 
 PARENT = """
 import time
-from meal_lite.workers import cpu_pool
+from meal_lite.training.workers import cpu_pool
 with cpu_pool(2) as pool:
     futures = [pool.submit(time.sleep, 120) for _ in range(2)]
     time.sleep(3)

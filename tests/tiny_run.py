@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from meal_lite.config import Config
-from meal_lite.discriminator import make_discriminator
-from meal_lite.ensemble import TeacherEnsemble
-from meal_lite.objective import Objective
-from meal_lite.trainer import Trainer
+from meal_lite.config.schema import Config
+from meal_lite.core.discriminator import make_discriminator
+from meal_lite.core.ensemble import TeacherEnsemble
+from meal_lite.core.objective import Objective
+from meal_lite.training.trainer import Trainer
 
 NUM_CLASSES = 4
 

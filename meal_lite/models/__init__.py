@@ -1,0 +1,29 @@
+"""Models by timm name: students, teachers, class subsets, input adapters, and where weights come from.
+
+- :mod:`~meal_lite.models.factory` -- students and teachers from typed config sections;
+- :mod:`~meal_lite.models.weights` -- local files, URLs and the Hugging Face hub, failing fast offline.
+"""
+
+from meal_lite.lazy import lazy_exports
+
+_EXPORTS = {
+    "adapt_to_dataset": "meal_lite.models.factory",
+    "ClassSubset": "meal_lite.models.factory",
+    "create_model": "meal_lite.models.factory",
+    "create_student": "meal_lite.models.factory",
+    "create_teacher": "meal_lite.models.factory",
+    "create_teachers": "meal_lite.models.factory",
+    "drop_overlay_state": "meal_lite.models.weights",
+    "file_overlay": "meal_lite.models.weights",
+    "hub_overlay": "meal_lite.models.weights",
+    "key_report": "meal_lite.models.weights",
+    "load_weights": "meal_lite.models.factory",
+    "LOCAL_PRESETS": "meal_lite.models.factory",
+    "model_data_config": "meal_lite.models.factory",
+    "read_state_dict": "meal_lite.models.weights",
+    "TEACHER_PRESETS": "meal_lite.models.factory",
+    "teacher_specs": "meal_lite.models.factory",
+    "weights_hint": "meal_lite.models.weights",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,154 @@
+"""Every environment variable meal-lite reads, in one place, each checked when it is read.
+
+Environment variables are how a notebook kernel, a worker process or a torchrun job inherits a
+setting it was not passed; a command-line option or a function argument always wins over them. A bad
+value raises :class:`~meal_lite.errors.ConfigError` with one sentence naming the variable, its value
+and a good one - at the moment it is read, never at import time. The README's "Environment variables"
+table lists the same names (a test checks that the two agree).
+
+| variable | read by | meaning |
+|---|---|---|
+| ``MEAL_LITE_PROFILE`` | :func:`profile` | ``imagenette`` (default) or ``offline`` |
+| ``MEAL_LITE_CACHE`` | :func:`cache_dir` | where the offline profile's trained teachers are kept |
+| ``MEAL_LITE_WORKERS`` | :func:`workers` | one-thread worker processes for CPU experiments |
+| ``MEAL_LITE_PROBE_TIMEOUT`` | :func:`probe_timeout` | seconds a network probe waits (default 3) |
+| ``MEAL_LITE_KILL_AT_STEP``, ``MEAL_LITE_KILL_RANK`` | :func:`fault_drill` | the fault drill |
+| ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` | :func:`hub_offline` | no network: fail at once |
+| ``HF_ENDPOINT`` | :func:`hub_endpoint` | the Hugging Face hub (or a mirror) |
+| ``HTTPS_PROXY`` and friends | :func:`behind_proxy` | a proxy: probes cannot tell, downloads decide |
+| ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``TORCHELASTIC_RESTART_COUNT`` | :func:`torchrun_env` | set by torchrun |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from meal_lite.errors import ConfigError
+
+__all__ = [
+    "VARIABLES",
+    "TorchrunEnv",
+    "behind_proxy",
+    "cache_dir",
+    "fault_drill",
+    "hub_endpoint",
+    "hub_offline",
+    "probe_timeout",
+    "profile",
+    "torchrun_env",
+    "workers",
+]
+
+PROFILE = "MEAL_LITE_PROFILE"
+CACHE = "MEAL_LITE_CACHE"
+WORKERS = "MEAL_LITE_WORKERS"
+PROBE_TIMEOUT = "MEAL_LITE_PROBE_TIMEOUT"
+KILL_AT_STEP = "MEAL_LITE_KILL_AT_STEP"
+KILL_RANK = "MEAL_LITE_KILL_RANK"
+PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+TORCHRUN = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT")
+
+#: Every variable read here (the README's table must name each of them).
+VARIABLES = (PROFILE, CACHE, WORKERS, PROBE_TIMEOUT, KILL_AT_STEP, KILL_RANK, "HF_HUB_OFFLINE",
+             "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", *PROXIES, *TORCHRUN)
+
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value, None when unset or empty."""
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def _int(name: str, default: int | None, minimum: int | None = None, example: str = "1") -> int | None:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"Environment variable {name}={raw!r} is not a whole number; set it to e.g. {example}.") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"Environment variable {name}={raw!r} is below {minimum}; set it to e.g. {example}.")
+    return value
+
+
+def profile() -> str | None:
+    """``$MEAL_LITE_PROFILE`` as given (checked by :func:`meal_lite.config.profiles.resolve_profile`), or None."""
+    return _raw(PROFILE)
+
+
+def cache_dir() -> Path | None:
+    """``$MEAL_LITE_CACHE`` as a path (``~`` expanded), or None."""
+    raw = _raw(CACHE)
+    return Path(raw).expanduser() if raw is not None else None
+
+
+def workers() -> int | None:
+    """``$MEAL_LITE_WORKERS`` (a whole number >= 1), or None."""
+    return _int(WORKERS, None, minimum=1, example="1 or 2")
+
+
+def probe_timeout() -> float:
+    """``$MEAL_LITE_PROBE_TIMEOUT`` in seconds (a positive number; default 3)."""
+    raw = _raw(PROBE_TIMEOUT)
+    if raw is None:
+        return 3.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ConfigError(f"Environment variable {PROBE_TIMEOUT}={raw!r} is not a positive number of seconds; set it to e.g. 3.")
+    return value
+
+
+def hub_offline() -> bool:
+    """True when ``$HF_HUB_OFFLINE`` (or ``$TRANSFORMERS_OFFLINE``) says there is no network."""
+    value = _raw("HF_HUB_OFFLINE") or _raw("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in _TRUE
+
+
+def hub_endpoint() -> str:
+    """``$HF_ENDPOINT`` (a mirror of the Hugging Face hub), else the hub itself."""
+    return (_raw("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def behind_proxy() -> bool:
+    """True when an HTTP(S) proxy is set: a direct probe then says nothing about the network."""
+    return any(_raw(name) for name in PROXIES)
+
+
+@dataclass(frozen=True)
+class TorchrunEnv:
+    """What torchrun tells each process: its place in the job and which attempt this is."""
+
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    restart_count: int = 0
+
+
+def torchrun_env() -> TorchrunEnv:
+    """``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and ``TORCHELASTIC_RESTART_COUNT`` (defaults: one process, first attempt)."""
+    return TorchrunEnv(
+        world_size=_int("WORLD_SIZE", 1, minimum=1, example="2 (torchrun sets it)"),
+        rank=_int("RANK", 0, minimum=0, example="0 (torchrun sets it)"),
+        local_rank=_int("LOCAL_RANK", 0, minimum=0, example="0 (torchrun sets it)"),
+        restart_count=_int("TORCHELASTIC_RESTART_COUNT", 0, minimum=0, example="0 (torchrun sets it)"),
+    )
+
+
+def fault_drill() -> tuple[int, int] | None:
+    """``(step, rank)`` of the fault drill when ``$MEAL_LITE_KILL_AT_STEP`` is set, else None.
+
+    The rank defaults to 1 under torchrun with two or more workers, else 0.
+    """
+    step = _int(KILL_AT_STEP, None, minimum=1, example="7")
+    if step is None:
+        return None
+    default_rank = 1 if torchrun_env().world_size > 1 else 0
+    return step, _int(KILL_RANK, default_rank, minimum=0, example="1")

@@ -1,0 +1,82 @@
+"""Training: the Trainer, run assembly, checkpoints, batching over processes, evaluation.
+
+- :mod:`~meal_lite.training.trainer` -- the Trainer: step, epoch, loop, checkpoint, exact resume;
+- :mod:`~meal_lite.training.steps` -- the stateless pieces of a step (optimiser, schedule, sums);
+- :mod:`~meal_lite.training.assemble` -- :func:`train_student`, the one way to train a student;
+- :mod:`~meal_lite.training.pipeline` -- :func:`train_from_config`, a run as the command line starts it;
+- :mod:`~meal_lite.training.evaluate` and :mod:`~meal_lite.training.eval_checkpoint` -- scoring;
+- :mod:`~meal_lite.training.batching`, :mod:`~meal_lite.training.distributed`,
+  :mod:`~meal_lite.training.faults` -- global batch, torchrun / DDP, the fault drill;
+- :mod:`~meal_lite.training.checkpoint`, :mod:`~meal_lite.training.recorder` -- files and logs;
+- :mod:`~meal_lite.training.softlabel_cache` -- making a soft-label cache (``meal-lite cache``);
+- :mod:`~meal_lite.training.digits_teachers`, :mod:`~meal_lite.training.workers` -- the offline
+  profile's teachers, trained in one-thread worker processes.
+"""
+
+from meal_lite.lazy import lazy_exports
+
+_EXPORTS = {
+    "all_gather_objects": "meal_lite.training.distributed",
+    "all_reduce_sum": "meal_lite.training.distributed",
+    "autocast": "meal_lite.training.evaluate",
+    "barrier": "meal_lite.training.distributed",
+    "BatchPlan": "meal_lite.training.batching",
+    "BEST_NAME": "meal_lite.training.recorder",
+    "build_loaders": "meal_lite.training.assemble",
+    "build_optimizer": "meal_lite.training.steps",
+    "build_scheduler": "meal_lite.training.steps",
+    "build_student": "meal_lite.training.assemble",
+    "build_teachers": "meal_lite.training.pipeline",
+    "CACHE_ENV_VAR": "meal_lite.training.digits_teachers",
+    "cache_identity": "meal_lite.training.softlabel_cache",
+    "Callback": "meal_lite.training.trainer",
+    "check_finite": "meal_lite.training.steps",
+    "CHECKPOINT_FORMAT": "meal_lite.training.trainer",
+    "CHECKPOINT_NAME": "meal_lite.training.recorder",
+    "cleanup": "meal_lite.training.distributed",
+    "collect_logits": "meal_lite.training.evaluate",
+    "cpu_pool": "meal_lite.training.workers",
+    "default_cache_dir": "meal_lite.training.digits_teachers",
+    "default_shard_images": "meal_lite.training.softlabel_cache",
+    "describe_plan": "meal_lite.training.batching",
+    "digits_ensemble": "meal_lite.training.digits_teachers",
+    "DIGITS_TEACHERS": "meal_lite.training.digits_teachers",
+    "DistributedContext": "meal_lite.training.distributed",
+    "epoch_summary": "meal_lite.training.recorder",
+    "EpochSums": "meal_lite.training.steps",
+    "evaluate": "meal_lite.training.evaluate",
+    "evaluate_checkpoint": "meal_lite.training.eval_checkpoint",
+    "generate_cache": "meal_lite.training.softlabel_cache",
+    "init_distributed": "meal_lite.training.distributed",
+    "KILL_AT_STEP": "meal_lite.training.faults",
+    "KILL_RANK": "meal_lite.training.faults",
+    "load_cached_teacher": "meal_lite.training.digits_teachers",
+    "maybe_fail": "meal_lite.training.faults",
+    "METRICS_NAME": "meal_lite.training.recorder",
+    "model_outputs": "meal_lite.training.evaluate",
+    "one_thread": "meal_lite.training.workers",
+    "overwrite_group_lrs": "meal_lite.training.steps",
+    "plan_batches": "meal_lite.training.batching",
+    "prepare_images": "meal_lite.training.evaluate",
+    "recipe_key": "meal_lite.training.digits_teachers",
+    "RECIPE_VERSION": "meal_lite.training.digits_teachers",
+    "resolve_amp": "meal_lite.training.steps",
+    "resolve_device": "meal_lite.training.distributed",
+    "resolve_workers": "meal_lite.training.workers",
+    "RunRecorder": "meal_lite.training.recorder",
+    "save_teacher": "meal_lite.training.digits_teachers",
+    "seed_everything": "meal_lite.training.assemble",
+    "StepGroups": "meal_lite.training.steps",
+    "sync_unless": "meal_lite.training.steps",
+    "teacher_config": "meal_lite.training.digits_teachers",
+    "teacher_path": "meal_lite.training.digits_teachers",
+    "TeacherRecipe": "meal_lite.training.digits_teachers",
+    "train_digits_teacher": "meal_lite.training.digits_teachers",
+    "train_from_config": "meal_lite.training.pipeline",
+    "train_student": "meal_lite.training.assemble",
+    "Trainer": "meal_lite.training.trainer",
+    "weights_sha256": "meal_lite.training.softlabel_cache",
+    "WORKERS_ENV_VAR": "meal_lite.training.workers",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
