@@ -47,7 +47,7 @@ def split_config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its four subcommands."""
+    """The argument parser with its subcommands (train, eval, demo, dark-knowledge, config, cache)."""
     parser = argparse.ArgumentParser(
         prog="meal-lite", description="MEAL V2 ensemble knowledge distillation, small and reproducible."
     )

@@ -144,16 +144,19 @@ def test_killed_generation_resumes_to_the_same_bytes(tmp_path, digits8):
 
 def test_a_cache_made_for_something_else_is_refused(tmp_path, digits8):
     make(cache_config(tmp_path), digits8)
-    with pytest.raises(CacheError, match=r"^The soft-label cache at .* another seed than this run's; point soft_labels.path"):
+    with pytest.raises(CacheError, match=r"^The soft-label cache at .* made with seed = 0, but this run has 1; point soft_labels.path"):
         make(cache_config(tmp_path, seed=1), digits8)
-    with pytest.raises(CacheError, match="another teachers"):
+    with pytest.raises(CacheError, match="made with a different teachers from this run's"):
         make(cache_config(tmp_path), digits8, tiny_teachers(seed=5))
-    with pytest.raises(CacheError, match="another top k"):
+    with pytest.raises(CacheError, match="made with top k = 5, but this run has 3"):
         replay_cache(cache_config(tmp_path, top_k=3), digits8)
     other = cache_config(tmp_path)
     other.data.image_size = 16
-    with pytest.raises(CacheError, match="another transform"):
+    with pytest.raises(CacheError, match="made with a different transform from this run's"):
         replay_cache(other, build_datasets(other.data))
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(CacheError, match=r"^soft_labels.path '.*a_file' is a file, not a folder; point soft_labels.path"):
+        make(cache_config(tmp_path / "a_file"), digits8)
     datasets, source = replay_cache(cache_config(tmp_path), digits8)  # the matching run is accepted
     assert isinstance(datasets["train"], CachedCrops) and source.num_classes == CLASSES
 

@@ -296,10 +296,6 @@ class TeacherEnsemble(nn.Module):
             )
         return n
 
-    @property
-    def num_teachers(self) -> int:
-        return len(self.teachers)
-
     # -- forward ---------------------------------------------------------------------------------
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -15,7 +15,8 @@ signature.
 Temperature: both losses take ``temperature=T`` and return ``T**2`` times the loss on ``z_s / T``
 (Hinton et al.'s scaling, which keeps gradient magnitudes comparable across temperatures). MEAL V2
 uses ``T = 1``, where this is exactly the official loss. The *target* must already be at temperature
-``T``: softening the teachers is the caller's job (:func:`soften`, or ``TeacherEnsemble(temperature=T)``).
+``T``: softening the teachers is the objective's job, in one place (:func:`meal_lite.core.objective.soft_targets`,
+which uses :func:`soften` for targets that are probabilities).
 
 The losses are computed in float32 whatever the input dtype, so they stay accurate under bf16/fp16
 autocast.

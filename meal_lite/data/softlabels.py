@@ -154,9 +154,6 @@ def base_item(dataset: Dataset, index: int) -> tuple[Any, int]:
     return dataset.loader(path), int(label)
 
 
-def _image_size(image: Any) -> tuple[int, int]:
-    height, width = (image.shape[-2], image.shape[-1]) if isinstance(image, torch.Tensor) else (image.height, image.width)
-    return int(height), int(width)
 
 
 def draw_crop(image: Any, spec: CropSpec, seed: int, index: int, crop: int) -> tuple[tuple[int, int, int, int], bool]:
@@ -232,9 +229,14 @@ def check_identity(stored: Mapping[str, Any], expected: Mapping[str, Any], path:
     """Refuse, in one sentence, a cache made for other teachers, data, transform, k, R or seed."""
     for key, value in expected.items():
         if key in stored and stored[key] != value:
+            what = key.replace("_", " ")
+            differs = (
+                f"{what} = {stored[key]!r}, but this run has {value!r}"
+                if isinstance(value, (int, float, str)) else f"a different {what} from this run's"
+            )
             raise CacheError(
-                f"The soft-label cache at '{path}' was made with another {key.replace('_', ' ')} than this run's; "
-                f"point soft_labels.path at a new folder, or delete '{path}' and make the cache again."
+                f"The soft-label cache at '{path}' was made with {differs}; point soft_labels.path at a new folder, "
+                f"or delete '{path}' and make the cache again."
             )
 
 
@@ -288,10 +290,6 @@ class SoftLabelCache:
 
     def __len__(self) -> int:
         return self.num_images * self.crops
-
-    @property
-    def bytes_per_crop(self) -> int:
-        return self.dtype.itemsize
 
     def record(self, record_id: int) -> np.void:
         """Stored crop ``record_id`` (= image index x R + crop number)."""

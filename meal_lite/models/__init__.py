@@ -17,7 +17,6 @@ _EXPORTS = {
     "file_overlay": "meal_lite.models.weights",
     "hub_overlay": "meal_lite.models.weights",
     "key_report": "meal_lite.models.weights",
-    "load_weights": "meal_lite.models.factory",
     "LOCAL_PRESETS": "meal_lite.models.factory",
     "model_data_config": "meal_lite.models.factory",
     "read_state_dict": "meal_lite.models.weights",

@@ -30,14 +30,13 @@ from meal_lite.data.digits import DIGITS_DATA_CONFIG
 from meal_lite.core.ensemble import InputAdapter, TeacherEnsemble, declared_num_classes
 from meal_lite.errors import ConfigError, ModelError, first_line
 from meal_lite.data.imagefolders import IMAGENETTE_IMAGENET_INDICES
-from meal_lite.models.weights import drop_overlay_state, file_overlay, hub_overlay, key_report, read_state_dict, weights_hint
+from meal_lite.models.weights import drop_overlay_state, file_overlay, hub_overlay, key_report, weights_hint
 
 __all__ = [
     "TEACHER_PRESETS",
     "LOCAL_PRESETS",
     "ClassSubset",
     "create_model",
-    "load_weights",
     "model_data_config",
     "adapt_to_dataset",
     "create_teacher",
@@ -222,18 +221,6 @@ def create_model(
     return build(pretrained=False)
 
 
-def load_weights(model: nn.Module, path_or_url: str | os.PathLike, *, strict: bool = True) -> nn.Module:
-    """Load weights from a file or URL into an existing model (``module.`` stripped, weights_only)."""
-    state_dict = read_state_dict(path_or_url)
-    target = model.model if isinstance(model, ClassSubset) else model
-    try:
-        target.load_state_dict(state_dict, strict=strict)
-    except RuntimeError as exc:
-        raise ModelError(
-            f"The weights in '{path_or_url}' do not fit {type(target).__name__} "
-            f"({key_report(state_dict, lambda: target)}); give weights saved from this architecture."
-        ) from exc
-    return model
 
 
 def model_data_config(model: nn.Module) -> dict[str, Any]:

@@ -190,6 +190,8 @@ def generate_cache(
         raise CacheError("Set soft_labels.path to the folder the soft-label cache should go to, e.g. soft_labels.path=runs/cache.")
     started = time.perf_counter()
     path = Path(cfg.soft_labels.path)
+    if path.exists() and not path.is_dir():
+        raise CacheError(f"soft_labels.path '{path}' is a file, not a folder; point soft_labels.path at a new or existing cache folder.")
     ctx = ctx or DistributedContext(device=resolve_device(cfg.train.device))
     if datasets is None:
         seed_everything(cfg.train.seed)
