@@ -40,10 +40,20 @@ browser-deps:
 	  echo "warning: chromium not installed and no root: the browser test will skip (sudo apt-get install chromium chromium-driver)"; \
 	fi
 
+# The suite in two pytest-xdist workers (a chapter's cells stay together and in order: --dist loadfile),
+# every chapter executed once by nbval and saved to _build/executed; then the browser test builds the
+# book from those saved chapters (no chapter runs twice) and checks it in headless Chromium.
+PYTEST_RUN := HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest -p executed_notebooks \
+	  --executed-dir _build/executed
+TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
+
+# One torch thread per worker (and per notebook kernel it starts): two workers then fill the two cores
+# without oversubscribing them. Tests assert nothing that depends on the thread count.
 test: $(STAMP) browser-deps
-	HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest -p executed_notebooks tests \
-	  book --nbval-lax --nbval-current-env \
-	  --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile tests book --ignore=tests/test_book_browser.py \
+	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
+	$(PYTEST_RUN) tests/test_book_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/step_cost.py

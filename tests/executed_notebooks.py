@@ -6,12 +6,18 @@ them, and the browser test (``tests/test_book_browser.py``) builds the HTML from
 with Jupyter Book's execution switched off. Without the plugin, or when a chapter did not run to its
 end under nbval, the browser test falls back to a build that executes the chapters itself.
 
+With ``--executed-dir DIR`` every chapter that ran to its end is also written to ``DIR`` (and a chapter
+that failed leaves ``DIR/<name>.failed``). That is how the chapters can run in parallel pytest-xdist
+workers while the browser test, in a second pytest run started after the first has finished, still
+builds from them: ``make test`` runs the suite on two workers, then the browser test.
+
 Enabled with ``-p executed_notebooks`` (the Makefile does it); ``tests/`` is on ``pythonpath``.
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -19,11 +25,72 @@ import pytest
 
 #: notebook path -> {"nb": executed copy, "done": code cells recorded, "total": code cells, "failed": bool}
 RECORDED: dict[Path, dict] = {}
+#: where finished chapters are written (empty: memory only), set from --executed-dir; and the rootdir
+EXECUTED_DIR: list[Path] = []
+ROOT: list[Path] = []
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--executed-dir", default=None, metavar="DIR",
+        help="write every chapter nbval ran to its end to DIR (a failed one leaves DIR/<name>.failed); "
+             "a later run's browser test builds the book from DIR",
+    )
+
+
+def pytest_configure(config):
+    folder = config.getoption("executed_dir")
+    EXECUTED_DIR[:] = [Path(folder).resolve()] if folder else []
+    ROOT[:] = [Path(config.rootpath).resolve()]
+    # The controller (not an xdist worker) starts from an empty folder, unless this run collects no
+    # notebook at all (the browser test run reads the folder the previous run wrote).
+    if EXECUTED_DIR and not hasattr(config, "workerinput") and _collects_notebooks(config):
+        shutil.rmtree(EXECUTED_DIR[0], ignore_errors=True)
+
+
+def _collects_notebooks(config) -> bool:
+    paths = [Path(str(a).split("::")[0]) for a in config.args] or [Path(config.rootpath)]
+    return bool(config.getoption("nbval_lax", False) or config.getoption("nbval", False)) and any(
+        p.suffix == ".ipynb" or (p.is_dir() and any(p.rglob("*.ipynb"))) for p in paths
+    )
 
 
 def executed_notebooks() -> dict[Path, nbformat.NotebookNode]:
-    """The notebooks whose every code cell ran under nbval without failing, with their outputs."""
-    return {path: rec["nb"] for path, rec in RECORDED.items() if rec["done"] == rec["total"] and not rec["failed"]}
+    """The notebooks whose every code cell ran under nbval without failing, with their outputs.
+
+    From this process's memory, else (a later run) from ``--executed-dir``.
+    """
+    done = {path: rec["nb"] for path, rec in RECORDED.items() if rec["done"] == rec["total"] and not rec["failed"]}
+    if done or not EXECUTED_DIR or not EXECUTED_DIR[0].is_dir():
+        return done
+    return {ROOT[0] / p.relative_to(EXECUTED_DIR[0]): nbformat.read(p, as_version=4) for p in _saved("*.ipynb")}
+
+
+def failed_notebooks() -> list[str]:
+    """Names of the chapters that failed under nbval (memory, else ``--executed-dir``'s markers)."""
+    names = [path.name for path, rec in RECORDED.items() if rec["failed"]]
+    return names or [p.name[: -len(".failed")] for p in _saved("*.failed")]
+
+
+def any_recorded() -> bool:
+    """Did nbval run any chapter in this run, or in an earlier run that wrote ``--executed-dir``?"""
+    return bool(RECORDED) or bool(_saved("*.ipynb") or _saved("*.failed"))
+
+
+def _saved(pattern: str) -> list[Path]:
+    return sorted(EXECUTED_DIR[0].rglob(pattern)) if EXECUTED_DIR and EXECUTED_DIR[0].is_dir() else []
+
+
+def _write(path: Path, record: dict) -> None:
+    """Save a finished chapter under ``--executed-dir``, at its path relative to the rootdir."""
+    if not EXECUTED_DIR:
+        return
+    target = EXECUTED_DIR[0] / path.relative_to(ROOT[0])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if record["failed"]:
+        target.with_name(path.name + ".failed").write_text("failed under nbval\n")
+    else:
+        nbformat.write(record["nb"], target)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -48,7 +115,9 @@ def pytest_runtest_makereport(item, call):
     record = RECORDED[path]
     report = outcome.get_result()
     if report.failed or item.test_outputs is None:
-        record["failed"] = True
+        if not record["failed"]:
+            record["failed"] = True
+            _write(path, record)
         return
     cell = record["code"][item.cell_num]
     cell.outputs = [nbformat.from_dict(dict(out)) for out in item.test_outputs]
@@ -58,3 +127,5 @@ def pytest_runtest_makereport(item, call):
             out["execution_count"] = cell.execution_count
             out.setdefault("metadata", {})
     record["done"] += 1
+    if record["done"] == record["total"] and not record["failed"]:
+        _write(path, record)

@@ -8,7 +8,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 
 import meal_lite.experiments
 from meal_lite.checkpoint import load_checkpoint

@@ -353,9 +353,13 @@ class EnsembleClassifier(nn.Module):
 class SharedTargets:
     """The teachers' outputs computed once per distinct batch and shared by several runs.
 
-    The protocol's continuations of one seed see identical batches (same order, views and mixing), so KL-only and MEAL V2
-    would run the frozen teachers on the very same images. This source remembers the ensemble's output
-    per batch, keyed by a hash of the images' bytes: a hit is exact, a miss runs the teachers.
+    The protocol's continuations of one seed see identical batches (same order, views and mixing), so the
+    ``kl`` and ``meal`` arms would run the frozen teachers on the very same images. This source remembers
+    the ensemble's output per batch, keyed by a hash of the images' bytes: a hit is exact, a miss runs the
+    teachers. Its memory is one seed's batches: the protocol makes one per seed and drops it after
+    (:meth:`clear` empties it sooner). Hashing copies each batch to the host, a synchronisation on a GPU,
+    which is why the protocol uses it for its CPU runs; data whose teacher outputs were stored with the
+    images use :class:`StoredTeacherOutputs` instead.
     """
 
     def __init__(self, ensemble: nn.Module) -> None:

@@ -7,7 +7,7 @@
 - :mod:`~meal_lite.training.evaluate` and :mod:`~meal_lite.training.eval_checkpoint` -- scoring;
 - :mod:`~meal_lite.training.batching`, :mod:`~meal_lite.training.distributed`,
   :mod:`~meal_lite.training.faults` -- global batch, torchrun / DDP, the fault drill;
-- :mod:`~meal_lite.training.checkpoint`, :mod:`~meal_lite.training.recorder` -- files and logs;
+- :mod:`~meal_lite.training.recorder` -- what a run writes and prints, on the main process only;
 - :mod:`~meal_lite.training.softlabel_cache` -- making a soft-label cache (``meal-lite cache``);
 - :mod:`~meal_lite.training.digits_teachers`, :mod:`~meal_lite.training.workers` -- the offline
   profile's teachers, trained in one-thread worker processes.

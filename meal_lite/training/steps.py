@@ -111,7 +111,7 @@ class EpochSums:
         self.sums[-1] += n
 
     def load(self, sums: torch.Tensor, seen: Sequence[bool]) -> "EpochSums":
-        """Continue from sums saved mid-epoch (see :func:`meal_lite.training.state.save_state`)."""
+        """Continue from sums saved mid-epoch (see :meth:`meal_lite.training.trainer.Trainer.save`)."""
         self.sums.copy_(sums.to(self.sums))
         self.seen = [bool(s) for s in seen]
         return self
