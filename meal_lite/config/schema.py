@@ -96,6 +96,8 @@ class TeacherConfig:
     SHORTHAND: ClassVar[str] = "name"
     name: str = ""
     pretrained: bool = True
+    # a local file or URL; beats `pretrained`. A meal-lite run's last.pt (e.g. a teacher fine-tuned on your
+    # folder with loss.objective=ce) also brings that run's input size and normalisation.
     weights: str | None = None
 
 
