@@ -108,7 +108,13 @@ def _check_out(out: Path) -> None:
 
 def _check_reload(student: TrainedStudent, folder: Path) -> None:
     """timm loads ``folder`` as it is and gives the student's logits, bit for bit, on a seeded batch."""
-    reloaded = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    try:
+        reloaded = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    except Exception as exc:
+        raise ModelError(
+            f"timm cannot load the {student.config.student.name} it just exported ({first_line(exc, 200)}); please "
+            f"report this as a bug, with the student's architecture."
+        ) from None
     images = torch.randn((4, *student.data_config["input_size"]), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected, got = student.model(images), reloaded(images)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from meal_lite.errors import ModelError, first_line
+
 try:  # optional: the [onnx] extra
     import onnxruntime
 except ImportError:  # pragma: no cover - depends on the installation
@@ -44,17 +46,23 @@ def write_onnx(model: nn.Module, data_config: Mapping[str, Any], path: str | Pat
     """Export ``model`` (eval mode) to ``path`` with ``torch.onnx.export``, batch size left free."""
     path = Path(path)
     example = torch.zeros((2, *data_config["input_size"]))
-    torch.onnx.export(
-        model.eval(),
-        (example,),
-        str(path),
-        input_names=["images"],
-        output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
+    try:
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    except Exception as exc:  # an operator the exporter does not know, a graph break...
+        raise ModelError(
+            f"torch's ONNX exporter cannot export this {type(model).__name__} ({first_line(exc, 200)}); export "
+            f"without --onnx, the timm folder does not depend on it."
+        ) from None
     return path
 
 
