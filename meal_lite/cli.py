@@ -1,4 +1,4 @@
-"""The ``meal-lite`` command line: train, evaluate, run the offline demo, print a configuration.
+"""The ``meal-lite`` command line: train, evaluate, export, predict, run the offline demo, print a configuration.
 
     meal-lite train [CONFIG] [section.key=value ...] [--profile P]
     meal-lite eval --model NAME --weights PATH --data-root ROOT --dataset imagenette|imagenet|digits
@@ -6,6 +6,8 @@
     meal-lite dark-knowledge --out DIR [--held-out 3] [--seeds N] [...]
     meal-lite config [CONFIG] [section.key=value ...] [--profile P] [--world-size N]
     meal-lite cache [CONFIG] [section.key=value ...] [--profile P]   # soft labels, see meal_lite.data.softlabels
+    meal-lite export RUN --out DIR [--onnx]     # the student in timm's hub layout (and ONNX)
+    meal-lite predict MODEL IMAGE... [--top K]  # MODEL: a run folder or an exported folder
 
 CONFIG omitted means the profile's packaged default (``meal_lite/config/defaults/<profile>.yaml``); the
 profile is ``--profile``, else ``$MEAL_LITE_PROFILE``, else ``imagenette``. Every error meal-lite
@@ -47,11 +49,11 @@ def split_config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its subcommands (train, eval, demo, dark-knowledge, config, cache)."""
+    """The argument parser and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="meal-lite", description="MEAL V2 ensemble knowledge distillation, small and reproducible."
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,demo,dark-knowledge,config,cache}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,export,predict,demo,dark-knowledge,config,cache}")
 
     for name, text in [
         ("train", "train a student (prints the resolved config first)"),
@@ -82,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-workers", type=int, default=2)
     ev.add_argument("--image-size", type=int, default=None, help="default: the model's own input size")
     ev.add_argument("--device", default="auto")
+
+    ex = sub.add_parser(
+        "export", help="write a run's student in timm's Hugging Face hub layout (and ONNX)",
+        description="Write the student of a run folder as model.safetensors + config.json (timm.create_model('local-dir:DIR', "
+        "pretrained=True) loads it), optionally with model.onnx checked by ONNX Runtime.",
+    )
+    ex.add_argument("run", metavar="RUN", help="a meal-lite train run folder (train.out) or its last.pt")
+    ex.add_argument("--out", required=True, metavar="DIR", help="the folder to write (must not exist or be empty)")
+    ex.add_argument("--onnx", action="store_true", help="also write model.onnx and check it with ONNX Runtime (extra [onnx])")
+
+    pr = sub.add_parser("predict", help="top classes of image files under a trained student", description="Classify images.")
+    pr.add_argument("model", metavar="MODEL", help="a run folder (train.out) or a folder written by meal-lite export")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    pr.add_argument("--top", type=int, default=5, help="how many classes to print per image (default 5)")
 
     # `meal-lite demo ...` hands every argument to meal_lite.experiments.demo.main (its own parser: --out runs/demo,
     # --profile, --seeds, overrides...); this entry only lists the command in `meal-lite --help`.
@@ -185,6 +201,23 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_export(args: argparse.Namespace) -> int:
+    from meal_lite.training.export import export_run
+
+    export_run(args.run, args.out, onnx=args.onnx)
+    return 0
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from meal_lite.training.predict import format_predictions, load_predictor, predict_images
+
+    if args.top < 1:
+        raise ConfigError(f"--top must be >= 1, but was given {args.top}.")
+    predictions = predict_images(load_predictor(args.model), args.images, top=args.top)
+    print(format_predictions(args.images, predictions), end="")
+    return 0
+
+
 def _run_demo(argv: list[str]) -> int:
     """Delegate to :func:`meal_lite.experiments.demo.main` with the arguments after ``demo``."""
     from meal_lite.experiments import demo
@@ -216,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_config(args)
         if args.command == "cache":
             return _run_cache(args)
+        if args.command == "export":
+            return _run_export(args)
+        if args.command == "predict":
+            return _run_predict(args)
         return _run_eval(args)
     except MealLiteError as exc:
         message = " ".join(str(exc).split())  # always one line

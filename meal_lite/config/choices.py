@@ -24,8 +24,8 @@ __all__ = [
     "check_choice",
 ]
 
-#: data.dataset -> its number of classes
-DATASETS = {"digits": 10, "imagenette": 10, "imagenet": 1000}
+#: data.dataset -> its number of classes; None: counted from the class folders under data.root (folder)
+DATASETS = {"digits": 10, "imagenette": 10, "imagenet": 1000, "folder": None}
 IMAGENETTE_SIZES = ("160px", "320px", "full")
 AUGMENT_STRENGTHS = ("mild", "strong")  # digits only
 #: loss.objective: labels (ce), the ensemble (kl), the ensemble and the discriminator (meal). The same

@@ -54,8 +54,8 @@ __all__ = [
 class DataConfig:
     """Which images to train on and how to load them."""
 
-    dataset: str = "imagenette"
-    root: str = "data"
+    dataset: str = "imagenette"  # digits | imagenette | imagenet | folder (your own: root/train/<class>/*, root/val/<class>/*)
+    root: str = "data"  # where imagenette/imagenet live (or go); for folder, the folder holding train/ and val/
     imagenette_size: str = "160px"
     download: bool = True
     image_size: int | None = None  # None: the student's own timm input size
@@ -96,6 +96,8 @@ class TeacherConfig:
     SHORTHAND: ClassVar[str] = "name"
     name: str = ""
     pretrained: bool = True
+    # a local file or URL; beats `pretrained`. A meal-lite run's last.pt (e.g. a teacher fine-tuned on your
+    # folder with loss.objective=ce) also brings that run's input size and normalisation.
     weights: str | None = None
 
 

@@ -3,6 +3,7 @@
 - :mod:`~meal_lite.data.datasets` -- digits (offline), ImageNette and ImageNet by name, with data configs;
 - :mod:`~meal_lite.data.digits` -- scikit-learn's digits, the offline profile's real data;
 - :mod:`~meal_lite.data.imagefolders` -- ImageNette (downloaded by torchvision) and ImageNet folders;
+- :mod:`~meal_lite.data.folder` -- any image folder (``train/`` and ``val/``, one folder per class), checked;
 - :mod:`~meal_lite.data.transforms` -- timm data configs to transforms (the paper's recipe);
 - :mod:`~meal_lite.data.loaders` -- loaders whose batches depend on ``(seed, epoch)`` only;
 - :mod:`~meal_lite.data.softlabels` -- cached soft labels: the format, the crops, their replay.
@@ -22,6 +23,7 @@ _EXPORTS = {
     "crop_spec": "meal_lite.data.softlabels",
     "CropSpec": "meal_lite.data.softlabels",
     "data_config_for": "meal_lite.data.datasets",
+    "dataset_class_names": "meal_lite.data.datasets",
     "dataset_fingerprint": "meal_lite.data.softlabels",
     "dataset_num_classes": "meal_lite.data.datasets",
     "DatasetSplits": "meal_lite.data.datasets",
@@ -37,6 +39,9 @@ _EXPORTS = {
     "DigitsDataset": "meal_lite.data.digits",
     "draw_crop": "meal_lite.data.softlabels",
     "EpochSampler": "meal_lite.data.loaders",
+    "folder_classes": "meal_lite.data.folder",
+    "folder_datasets": "meal_lite.data.folder",
+    "FOLDER_SPLITS": "meal_lite.data.folder",
     "imagenet_datasets": "meal_lite.data.imagefolders",
     "IMAGENET_INDEX_OF_WNID": "meal_lite.data.imagefolders",
     "imagenet_indices": "meal_lite.data.imagefolders",

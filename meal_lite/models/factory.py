@@ -30,6 +30,7 @@ from meal_lite.data.digits import DIGITS_DATA_CONFIG
 from meal_lite.core.ensemble import InputAdapter, TeacherEnsemble, declared_num_classes
 from meal_lite.errors import ConfigError, ModelError, first_line
 from meal_lite.data.imagefolders import IMAGENETTE_IMAGENET_INDICES
+from meal_lite.models.runs import run_checkpoint_config
 from meal_lite.models.weights import drop_overlay_state, file_overlay, hub_overlay, key_report, weights_hint
 
 __all__ = [
@@ -259,7 +260,7 @@ def create_student(student: ModelConfig, data: DataConfig, num_classes: int | No
     Digits students get one input channel. The data config is :func:`meal_lite.data.datasets.data_config_for`
     of the student's timm config, so passing it to :func:`meal_lite.data.datasets.build_datasets` agrees.
     """
-    n = dataset_num_classes(data.dataset) if num_classes is None else int(num_classes)
+    n = dataset_num_classes(data.dataset, data.root) if num_classes is None else int(num_classes)
     if student.num_classes is not None and int(student.num_classes) != n:
         raise ConfigError(
             f"student.num_classes={student.num_classes} but the {data.dataset} data has {n} classes; remove "
@@ -285,7 +286,10 @@ def create_teacher(
     Returns ``(model in eval mode, data_config)``; the data config is what the teacher expects (mean,
     std, resolution), used to build its :class:`~meal_lite.core.ensemble.InputAdapter`. Digits teachers
     are 1-channel models trained on the digits' own normalisation, so their config is the data's
-    (``data_config``, default :data:`meal_lite.data.digits.DIGITS_DATA_CONFIG`).
+    (``data_config``, default :data:`meal_lite.data.digits.DIGITS_DATA_CONFIG`). A teacher whose
+    ``weights`` are a meal-lite training checkpoint (``runs/t1/last.pt``: a model fine-tuned with
+    ``loss.objective=ce``) keeps the data config of the run that trained it (its ``data.image_size``
+    and its normalisation), read from the checkpoint's configuration.
     """
     target = dataset_num_classes(dataset) if num_classes is None else int(num_classes)
     digits = dataset == "digits"
@@ -300,7 +304,13 @@ def create_teacher(
         in_chans=1 if digits else None,
         role="teacher",
     )
-    teacher_config = dict(data_config or DIGITS_DATA_CONFIG) if digits else model_data_config(model)
+    run = run_checkpoint_config(spec.weights) if spec.weights else None
+    if digits:
+        teacher_config = dict(data_config or DIGITS_DATA_CONFIG)
+    elif run is not None:  # a meal-lite run's last.pt: the size and normalisation that run trained with
+        teacher_config = data_config_for(run.data, model_data_config(model))
+    else:
+        teacher_config = model_data_config(model)
     model = adapt_to_dataset(model, dataset, target, name=spec.name)
     return model.eval(), teacher_config
 
