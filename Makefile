@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -e '.[book,test]'
+	$(BIN)/python -m pip install -e '.[book,test,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)
