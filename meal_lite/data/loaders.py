@@ -67,7 +67,9 @@ class SeededViews(Dataset):
         seed = view_seed(self.seed, epoch, index)
         python_state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # The CPU generator only: fork_rng(devices=[]) restores only it, and torch.manual_seed would
+            # also reseed (or, before CUDA starts, queue a reseed of) every GPU's generator - per image.
+            torch.default_generator.manual_seed(seed)
             random.seed(seed)
             try:
                 return self.dataset[index]
