@@ -8,6 +8,7 @@ from meal_lite.lazy import lazy_exports
 
 _EXPORTS = {
     "adapt_to_dataset": "meal_lite.models.factory",
+    "check_model_source": "meal_lite.models.factory",
     "ClassSubset": "meal_lite.models.factory",
     "create_model": "meal_lite.models.factory",
     "create_student": "meal_lite.models.factory",
@@ -15,6 +16,7 @@ _EXPORTS = {
     "create_teachers": "meal_lite.models.factory",
     "drop_overlay_state": "meal_lite.models.weights",
     "file_overlay": "meal_lite.models.weights",
+    "forget_cached_weights": "meal_lite.models.weights",
     "hub_overlay": "meal_lite.models.weights",
     "key_report": "meal_lite.models.weights",
     "load_weights": "meal_lite.models.factory",
