@@ -194,6 +194,12 @@ def test_mirror_settings_are_checked_before_any_request(mirror, tmp_path, monkey
     monkeypatch.setenv(settings.IMAGENETTE_MD5, "not-an-md5")
     with pytest.raises(ConfigError, match="MEAL_LITE_IMAGENETTE_MD5='not-an-md5' is not an md5"):
         imagenette_datasets(tmp_path, download=True)
+    monkeypatch.setenv(settings.IMAGENETTE_URL, "mirror.example.org/imagenette2-160.tgz")
+    with pytest.raises(ConfigError, match="is not an http\\(s\\), ftp or file URL"):
+        imagenette_datasets(tmp_path, download=True)
+    monkeypatch.delenv(settings.IMAGENETTE_URL)
+    with pytest.raises(ConfigError, match="MEAL_LITE_IMAGENETTE_MD5 is set but MEAL_LITE_IMAGENETTE_URL is not"):
+        imagenette_datasets(tmp_path, download=True)
     monkeypatch.setenv(settings.DOWNLOAD_TIMEOUT, "-1")
     with pytest.raises(ConfigError, match="MEAL_LITE_DOWNLOAD_TIMEOUT='-1' is not a positive number"):
         settings.download_timeout()
