@@ -1,7 +1,7 @@
 """The ``meal-lite`` command line: train, evaluate, export, predict, run the offline demo, print a configuration.
 
     meal-lite train [CONFIG] [section.key=value ...] [--profile P]
-    meal-lite eval --model NAME --weights PATH --data-root ROOT --dataset imagenette|imagenet|digits
+    meal-lite eval --weights PATH [--model NAME --data-root ROOT --dataset imagenette|imagenet|digits]
     meal-lite demo [--out runs/demo] [...]
     meal-lite dark-knowledge --out DIR [--held-out 3] [--seeds N] [...]
     meal-lite config [CONFIG] [section.key=value ...] [--profile P] [--world-size N]
@@ -72,17 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
                 help="show the batch split for N processes (default: $WORLD_SIZE, else 1)",
             )
 
-    ev = sub.add_parser("eval", help="top-1/top-5 of a checkpoint", description="Evaluate model weights.")
-    ev.add_argument("--model", required=True, help="timm model name, e.g. resnet50")
-    ev.add_argument("--weights", required=True, help="checkpoint file (state dict, last.pt, best.pt, hub file)")
-    ev.add_argument("--data-root", required=True, help="folder holding the dataset")
-    ev.add_argument("--dataset", choices=("imagenette", "imagenet", "digits"), required=True)
+    ev = sub.add_parser(
+        "eval", help="top-1/top-5 of a checkpoint",
+        description="Evaluate model weights. A meal-lite checkpoint (last.pt) is scored with its run's own data "
+                    "settings and student unless an option below says otherwise.",
+    )
+    ev.add_argument("--weights", required=True, help="checkpoint file (state dict, last.pt, best.pt, hub file) or URL")
+    ev.add_argument("--model", default=None, help="timm model name, e.g. resnet50 (default: the run's student)")
+    ev.add_argument("--data-root", default=None, help="folder holding the dataset (default: the run's data.root)")
+    ev.add_argument("--dataset", choices=("imagenette", "imagenet", "digits"), default=None,
+                    help="default: the run's data.dataset, else imagenette")
     ev.add_argument("--split", default="val", help="val (default), train, or test for digits")
     ev.add_argument("--no-download", dest="download", action="store_false", help="never download ImageNette")
-    ev.add_argument("--imagenette-size", choices=("160px", "320px", "full"), default="160px")
+    ev.add_argument("--imagenette-size", choices=("160px", "320px", "full"), default=None,
+                    help="default: the run's data.imagenette_size, else 160px")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--num-workers", type=int, default=2)
-    ev.add_argument("--image-size", type=int, default=None, help="default: the model's own input size")
+    ev.add_argument("--image-size", type=int, default=None,
+                    help="default: the run's data.image_size, else the model's own input size")
     ev.add_argument("--device", default="auto")
 
     ex = sub.add_parser(
@@ -196,8 +203,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         device=args.device,
         verbose=False,
     )
-    print(f"{args.model} on {args.dataset}: top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
-          f"({result['n']} images)")
+    print(f"{result['model']} on {result['dataset']} {args.split} at {result['image_size']} px: top-1 "
+          f"{result['top1']:.2f}%  top-5 {result['top5']:.2f}%  ({result['n']} images)")
     return 0
 
 

@@ -12,9 +12,11 @@ table lists the same names (a test checks that the two agree).
 | ``MEAL_LITE_CACHE`` | :func:`cache_dir` | where the offline profile's trained teachers are kept |
 | ``MEAL_LITE_WORKERS`` | :func:`workers` | one-thread worker processes for CPU experiments |
 | ``MEAL_LITE_PROBE_TIMEOUT`` | :func:`probe_timeout` | seconds a network probe waits (default 3) |
+| ``MEAL_LITE_DOWNLOAD_TIMEOUT`` | :func:`download_timeout` | seconds a download waits for the server's next bytes (default 60) |
+| ``MEAL_LITE_IMAGENETTE_URL``, ``MEAL_LITE_IMAGENETTE_MD5`` | :func:`imagenette_mirror` | where ImageNette is downloaded from (a mirror) and its md5 |
 | ``MEAL_LITE_KILL_AT_STEP``, ``MEAL_LITE_KILL_RANK`` | :func:`fault_drill` | the fault drill |
 | ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE`` | :func:`hub_offline` | no network: fail at once |
-| ``HF_ENDPOINT`` | :func:`hub_endpoint` | the Hugging Face hub (or a mirror) |
+| ``HF_ENDPOINT`` | huggingface_hub, when imported | the Hugging Face hub (or a mirror); meal-lite probes ``huggingface_hub.constants.ENDPOINT``, the one its downloads use |
 | ``HTTPS_PROXY`` and friends | :func:`behind_proxy` | a proxy: probes cannot tell, downloads decide |
 | ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``TORCHELASTIC_RESTART_COUNT`` | :func:`torchrun_env` | set by torchrun |
 """
@@ -32,9 +34,10 @@ __all__ = [
     "TorchrunEnv",
     "behind_proxy",
     "cache_dir",
+    "download_timeout",
     "fault_drill",
-    "hub_endpoint",
     "hub_offline",
+    "imagenette_mirror",
     "probe_timeout",
     "profile",
     "torchrun_env",
@@ -45,13 +48,16 @@ PROFILE = "MEAL_LITE_PROFILE"
 CACHE = "MEAL_LITE_CACHE"
 WORKERS = "MEAL_LITE_WORKERS"
 PROBE_TIMEOUT = "MEAL_LITE_PROBE_TIMEOUT"
+DOWNLOAD_TIMEOUT = "MEAL_LITE_DOWNLOAD_TIMEOUT"
+IMAGENETTE_URL = "MEAL_LITE_IMAGENETTE_URL"
+IMAGENETTE_MD5 = "MEAL_LITE_IMAGENETTE_MD5"
 KILL_AT_STEP = "MEAL_LITE_KILL_AT_STEP"
 KILL_RANK = "MEAL_LITE_KILL_RANK"
 PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 TORCHRUN = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT")
 
 #: Every variable read here (the README's table must name each of them).
-VARIABLES = (PROFILE, CACHE, WORKERS, PROBE_TIMEOUT, KILL_AT_STEP, KILL_RANK, "HF_HUB_OFFLINE",
+VARIABLES = (PROFILE, CACHE, WORKERS, PROBE_TIMEOUT, DOWNLOAD_TIMEOUT, IMAGENETTE_URL, IMAGENETTE_MD5, KILL_AT_STEP, KILL_RANK, "HF_HUB_OFFLINE",
              "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", *PROXIES, *TORCHRUN)
 
 _TRUE = ("1", "ON", "YES", "TRUE")
@@ -92,29 +98,59 @@ def workers() -> int | None:
     return _int(WORKERS, None, minimum=1, example="1 or 2")
 
 
-def probe_timeout() -> float:
-    """``$MEAL_LITE_PROBE_TIMEOUT`` in seconds (a positive number; default 3)."""
-    raw = _raw(PROBE_TIMEOUT)
+def _seconds(name: str, default: float, example: str) -> float:
+    raw = _raw(name)
     if raw is None:
-        return 3.0
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not value > 0:
-        raise ConfigError(f"Environment variable {PROBE_TIMEOUT}={raw!r} is not a positive number of seconds; set it to e.g. 3.")
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"Environment variable {name}={raw!r} is not a positive number of seconds; set it to e.g. {example}.")
     return value
+
+
+def probe_timeout() -> float:
+    """``$MEAL_LITE_PROBE_TIMEOUT`` in seconds (a positive number; default 3)."""
+    return _seconds(PROBE_TIMEOUT, 3.0, "3")
+
+
+def download_timeout() -> float:
+    """``$MEAL_LITE_DOWNLOAD_TIMEOUT``: seconds a download waits for the server's next bytes (default 60).
+
+    It bounds a server that stops sending, not the length of a download that keeps going.
+    """
+    return _seconds(DOWNLOAD_TIMEOUT, 60.0, "60")
+
+
+def imagenette_mirror() -> tuple[str, str | None] | None:
+    """``($MEAL_LITE_IMAGENETTE_URL, $MEAL_LITE_IMAGENETTE_MD5 or None)``, or None when no URL is set.
+
+    The URL must be http(s), ftp or file; the md5, when given, 32 hex digits. Which archive the URL must
+    name is checked where the size is known (:mod:`meal_lite.data.imagefolders`).
+    """
+    url, md5 = _raw(IMAGENETTE_URL), _raw(IMAGENETTE_MD5)
+    if url is None:
+        if md5 is not None:
+            raise ConfigError(f"Environment variable {IMAGENETTE_MD5} is set but {IMAGENETTE_URL} is not; set both (a mirror's "
+                              f"URL and its archive's md5) or unset {IMAGENETTE_MD5}.")
+        return None
+    if url.split("://", 1)[0].lower() not in ("http", "https", "ftp", "file") or "://" not in url:
+        raise ConfigError(f"Environment variable {IMAGENETTE_URL}={url!r} is not an http(s), ftp or file URL; set it to "
+                          f"e.g. https://mirror.example.org/imagenette2-160.tgz.")
+    if md5 is not None:
+        md5 = md5.strip().lower()
+        if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
+            raise ConfigError(f"Environment variable {IMAGENETTE_MD5}={md5!r} is not an md5 digest (32 hex digits); set "
+                              f"it to the output of `md5sum` on the archive.")
+    return url, md5
 
 
 def hub_offline() -> bool:
     """True when ``$HF_HUB_OFFLINE`` (or ``$TRANSFORMERS_OFFLINE``) says there is no network."""
     value = _raw("HF_HUB_OFFLINE") or _raw("TRANSFORMERS_OFFLINE") or ""
     return value.strip().upper() in _TRUE
-
-
-def hub_endpoint() -> str:
-    """``$HF_ENDPOINT`` (a mirror of the Hugging Face hub), else the hub itself."""
-    return (_raw("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
 
 
 def behind_proxy() -> bool:

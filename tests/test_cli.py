@@ -72,7 +72,7 @@ def test_eval_scores_a_trained_checkpoint(trained_run, tmp_path, capsys):
     assert main(["eval", "--model", "mobilenetv3_small_050", "--weights", str(out / "last.pt"),
                  "--data-root", str(tmp_path), "--dataset", "digits", "--num-workers", "0"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("mobilenetv3_small_050 on digits: top-1 ") and "(200 images)" in line
+    assert line.startswith("mobilenetv3_small_050 on digits val at 32 px: top-1 ") and "(200 images)" in line
 
 
 def test_bad_config_exits_2_with_one_line(tmp_path):
@@ -146,7 +146,7 @@ def test_eval_delegates_and_prints(monkeypatch, capsys):
 
     def fake_evaluate_checkpoint(model_name, weights, **kwargs):
         calls.update(model_name=model_name, weights=weights, **kwargs)
-        return {"top1": 80.5, "top5": 95.25, "n": 3925}
+        return {"top1": 80.5, "top5": 95.25, "n": 3925, "model": model_name, "dataset": "imagenette", "image_size": 224}
 
     fake = types.ModuleType("meal_lite.training.eval_checkpoint")
     fake.evaluate_checkpoint = fake_evaluate_checkpoint
@@ -156,7 +156,9 @@ def test_eval_delegates_and_prints(monkeypatch, capsys):
     assert code == 0
     assert calls["model_name"] == "resnet50" and calls["weights"] == "w.pt" and calls["batch_size"] == 8
     out = capsys.readouterr().out
-    assert "top-1 80.50%" in out and "top-5 95.25%" in out
+    assert "top-1 80.50%" in out and "top-5 95.25%" in out and "resnet50 on imagenette val at 224 px" in out
+    # Settings not given are left to evaluate_checkpoint (the checkpoint's own run configuration).
+    assert calls["image_size"] is None and calls["imagenette_size"] is None
 
 
 def test_eval_requires_its_arguments(capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import urllib.error
+import socket
 import warnings
 
 import numpy as np
@@ -163,30 +163,33 @@ def test_build_datasets_imagenette_uses_student_config(imagenette_root):
     assert D.data_config_for(cfg, splits.data_config) == splits.data_config  # idempotent
 
 
+def _closed_port_url(name: str) -> str:
+    """An http URL on 127.0.0.1 at a port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"
+
+
 def test_imagenette_missing_and_no_network(tmp_path, monkeypatch):
-    monkeypatch.setattr(IF, "url_reachable", lambda url, timeout=None: False)
+    monkeypatch.setenv("MEAL_LITE_IMAGENETTE_URL", _closed_port_url("imagenette2-160.tgz"))  # the probe is refused
     with pytest.raises(DataError) as err:
         IF.imagenette_datasets(tmp_path / "empty", size="160px", data_config=SMALL_CFG)
     msg = str(err.value)
-    assert str(tmp_path / "empty" / "imagenette2-160") in msg
+    assert str(tmp_path / "empty" / "imagenette2-160") in msg and "cannot be reached" in msg
     assert "imagenette2-160.tgz" in msg and "MEAL_LITE_PROFILE=offline" in msg
     assert not (tmp_path / "empty").exists() or not any((tmp_path / "empty").iterdir())
 
 
 def test_imagenette_download_urlerror_becomes_one_sentence(tmp_path, monkeypatch):
-    import torchvision.datasets.imagenette as tv_imagenette
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(IF, "url_reachable", lambda url, timeout=None: True)
-    monkeypatch.setattr(tv_imagenette, "download_and_extract_archive", offline)
+    missing = tmp_path / "nowhere" / "imagenette2-320.tgz"  # a file URL is not probed: urllib itself fails
+    monkeypatch.setenv("MEAL_LITE_IMAGENETTE_URL", missing.as_uri())
     with pytest.raises(DataError) as err:
         IF.imagenette_datasets(tmp_path / "d", size="320px", data_config=SMALL_CFG)
     msg = str(err.value)
-    assert "downloading it failed" in msg and "Name or service not known" in msg
+    assert "could not be downloaded" in msg and "No such file or directory" in msg
     assert str(tmp_path / "d" / "imagenette2-320") in msg and "MEAL_LITE_PROFILE=offline" in msg
-    assert "\n" not in msg
+    assert "\n" not in msg and not list((tmp_path / "d").iterdir())  # nothing half-done is left
 
 
 def test_imagenette_missing_with_download_off(tmp_path):

@@ -69,7 +69,8 @@ def test_evaluate_checkpoint_with_module_prefix_on_imagenette(imagenette_root, t
         "test_resnet", path, dataset="imagenette", data_root=imagenette_root, image_size=32,
         batch_size=8, num_workers=0, device="cpu", download=False,
     )
-    assert set(result) == {"top1", "top5", "n"} and result["n"] == 20
+    assert set(result) == {"top1", "top5", "n", "model", "dataset", "image_size"} and result["n"] == 20
+    assert (result["model"], result["dataset"], result["image_size"]) == ("test_resnet", "imagenette", 32)
     top1, top5 = _expected_accuracy(model, imagenette_root)  # on the ten ImageNette logits
     assert result["top1"] == pytest.approx(top1) and result["top5"] == pytest.approx(top5)
     line = capsys.readouterr().out

@@ -57,17 +57,15 @@ def test_values_as_read(monkeypatch, tmp_path):
     assert settings.workers() is None and settings.probe_timeout() == 3.0 and settings.cache_dir() is None
     assert settings.torchrun_env() == settings.TorchrunEnv(1, 0, 0, 0) and settings.fault_drill() is None
     assert not settings.hub_offline() and not settings.behind_proxy()
-    assert settings.hub_endpoint() == "https://huggingface.co"
     monkeypatch.setenv("MEAL_LITE_WORKERS", "3")
     monkeypatch.setenv("MEAL_LITE_PROBE_TIMEOUT", "0.5")
     monkeypatch.setenv("MEAL_LITE_CACHE", "~/teachers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "yes")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:8080/")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("MEAL_LITE_KILL_AT_STEP", "7")
     assert settings.workers() == 3 and settings.probe_timeout() == 0.5
     assert settings.cache_dir() == Path("~/teachers").expanduser()
-    assert settings.hub_offline() and settings.hub_endpoint() == "http://127.0.0.1:8080"
+    assert settings.hub_offline()
     assert settings.torchrun_env().world_size == 4
     assert settings.fault_drill() == (7, 1)  # under torchrun with 2+ workers the drill kills rank 1 by default
     monkeypatch.setenv("MEAL_LITE_KILL_RANK", "0")

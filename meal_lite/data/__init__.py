@@ -4,6 +4,7 @@
 - :mod:`~meal_lite.data.digits` -- scikit-learn's digits, the offline profile's real data;
 - :mod:`~meal_lite.data.imagefolders` -- ImageNette (downloaded by torchvision) and ImageNet folders;
 - :mod:`~meal_lite.data.folder` -- any image folder (``train/`` and ``val/``, one folder per class), checked;
+- :mod:`~meal_lite.data.sources` -- the data root, and ImageNette's archive (official or a mirror);
 - :mod:`~meal_lite.data.transforms` -- timm data configs to transforms (the paper's recipe);
 - :mod:`~meal_lite.data.loaders` -- loaders whose batches depend on ``(seed, epoch)`` only;
 - :mod:`~meal_lite.data.softlabels` -- cached soft labels: the format, the crops, their replay.
@@ -37,6 +38,7 @@ _EXPORTS = {
     "DIGITS_SPLIT": "meal_lite.data.digits",
     "DIGITS_STD": "meal_lite.data.digits",
     "DigitsDataset": "meal_lite.data.digits",
+    "download_imagenette": "meal_lite.data.sources",
     "draw_crop": "meal_lite.data.softlabels",
     "EpochSampler": "meal_lite.data.loaders",
     "folder_classes": "meal_lite.data.folder",
@@ -46,8 +48,10 @@ _EXPORTS = {
     "IMAGENET_INDEX_OF_WNID": "meal_lite.data.imagefolders",
     "imagenet_indices": "meal_lite.data.imagefolders",
     "imagenet_wnids": "meal_lite.data.imagefolders",
+    "imagenette_archive": "meal_lite.data.sources",
     "IMAGENETTE_CLASSES": "meal_lite.data.imagefolders",
     "imagenette_datasets": "meal_lite.data.imagefolders",
+    "imagenette_folder_name": "meal_lite.data.sources",
     "IMAGENETTE_IMAGENET_INDICES": "meal_lite.data.imagefolders",
     "IMAGENETTE_URLS": "meal_lite.data.imagefolders",
     "IMAGENETTE_WNIDS": "meal_lite.data.imagefolders",
@@ -55,10 +59,12 @@ _EXPORTS = {
     "MANIFEST_NAME": "meal_lite.data.softlabels",
     "mix_seed": "meal_lite.data.loaders",
     "paper_data_config": "meal_lite.data.transforms",
+    "project_root": "meal_lite.data.sources",
     "rebuild_targets": "meal_lite.data.softlabels",
     "record_dtype": "meal_lite.data.softlabels",
     "render_crop": "meal_lite.data.softlabels",
     "replay_cache": "meal_lite.data.softlabels",
+    "resolve_data_root": "meal_lite.data.sources",
     "SeededViews": "meal_lite.data.loaders",
     "set_loader_epoch": "meal_lite.data.loaders",
     "SoftLabelCache": "meal_lite.data.softlabels",

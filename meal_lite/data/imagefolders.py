@@ -1,21 +1,22 @@
 """Image-folder datasets: ImageNette (downloaded by torchvision) and ImageNet (a local copy).
 
 - **ImageNette**: ten easy ImageNet classes, through torchvision's ``datasets.Imagenette`` (downloaded
-  on first use). Its folders are ImageNet wnids, so ImageNet-pretrained teachers can classify it by
+  on first use, from the official address or a mirror, by :mod:`meal_lite.data.sources`). Its folders are ImageNet wnids, so ImageNet-pretrained teachers can classify it by
   keeping ten of their 1000 logits (:data:`IMAGENETTE_IMAGENET_INDICES`, used by
   :class:`meal_lite.models.factory.ClassSubset`).
 - **ImageNet**: an ``ImageFolder`` root with ``train/`` and ``val/``, 1000 wnid folders each, with the
   paper's transforms at 224 or 380 px.
 
 Both check their class folders before torchvision reads them, name an unreadable image file in one
-sentence (or skip it with ``data.skip_bad_files``), and say how to get the data when it is missing.
+sentence (or skip it with ``data.skip_bad_files``), and say how to get the data when it is missing. A
+relative ``root`` is resolved by :func:`meal_lite.data.sources.resolve_data_root` (inside a checkout:
+against the project root, so the command line and the chapters share one copy).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import tarfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,7 +29,8 @@ from torchvision.datasets import ImageFolder, Imagenette
 from meal_lite.config.choices import IMAGENETTE_SIZES, check_choice
 from meal_lite.errors import DataError, first_line
 from meal_lite.data.transforms import build_transforms, paper_data_config
-from meal_lite.network import OFFLINE_HINT, url_reachable
+from meal_lite.data.sources import download_imagenette, imagenette_archive, imagenette_folder_name, resolve_data_root
+from meal_lite.network import OFFLINE_HINT
 
 __all__ = [
     "IMAGENET_INDEX_OF_WNID",
@@ -92,16 +94,8 @@ def imagenet_indices(wnids: Sequence[str]) -> tuple[int, ...]:
 #: Logit indices an ImageNet-1k model keeps to become a 10-class ImageNette model, in ImageNette order.
 IMAGENETTE_IMAGENET_INDICES: tuple[int, ...] = imagenet_indices(IMAGENETTE_WNIDS)
 
-# The archives torchvision downloads (and the folder each one extracts to), for error messages.
-IMAGENETTE_URLS = {
-    "full": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",
-    "320px": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
-    "160px": "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-}
-
-
-def _imagenette_folder(size: str) -> str:
-    return Path(IMAGENETTE_URLS[size]).name[: -len(".tgz")]
+#: The official archives torchvision downloads, by size (a mirror: ``MEAL_LITE_IMAGENETTE_URL``).
+IMAGENETTE_URLS = {size: url for size, (url, _) in Imagenette._ARCHIVES.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,8 +195,19 @@ class _Imagenette(_SkipBadFilesMixin, Imagenette):
     """torchvision's Imagenette with named-file errors and optional skipping of unreadable files.
 
     Like every meal-lite dataset it has ``targets`` (labels without decoding an image) and
-    ``raw_image(i)`` (the i-th image before any transform).
+    ``raw_image(i)`` (the i-th image before any transform). torchvision reads each size's URL and md5
+    from the class attribute ``_ARCHIVES``; this instance's own names the archive meal-lite downloads
+    (:func:`meal_lite.data.sources.imagenette_archive`: a mirror or the official one), and its download
+    leaves nothing half-extracted (:func:`meal_lite.data.sources.download_imagenette`).
     """
+
+    def __init__(self, root: str, *, size: str, archive: tuple[str, str], **kwargs: Any) -> None:
+        self._ARCHIVES = {**Imagenette._ARCHIVES, size: archive}
+        super().__init__(root, size=size, **kwargs)
+
+    def _download(self) -> None:
+        if not self._check_exists():
+            download_imagenette(Path(self.root), self._size, self._url, self._md5)
 
     @property
     def targets(self) -> list[int]:
@@ -233,35 +238,30 @@ def imagenette_datasets(
 ) -> dict[str, Dataset]:
     """ImageNette's train and val splits through ``torchvision.datasets.Imagenette``.
 
-    ``root`` holds (or will hold) ``imagenette2-160/``, ``imagenette2-320/`` or ``imagenette2/`` for
+    ``root`` (relative: see :func:`~meal_lite.data.sources.resolve_data_root`) holds (or will hold) ``imagenette2-160/``, ``imagenette2-320/`` or ``imagenette2/`` for
     ``size`` 160px, 320px or full. Transforms come from ``data_config`` (a timm data config; default:
     ImageNet mean/std at 160 px). Labels follow sorted wnid order, i.e. :data:`IMAGENETTE_WNIDS`.
     Raises :class:`DataError` (one sentence) when the data is missing and cannot be downloaded, is
     incomplete, or has other classes than ImageNette's ten.
     """
     check_choice(size, "data.imagenette_size", IMAGENETTE_SIZES)
-    root = Path(root).expanduser()
-    url = IMAGENETTE_URLS[size]
-    folder = root / _imagenette_folder(size)
+    root = resolve_data_root(root)
+    url, md5 = imagenette_archive(size)
+    folder = root / imagenette_folder_name(size)
     data_config = data_config or paper_data_config(160 if size == "160px" else 224)
     _check_imagenette_folder(root, folder, url, size, download)
     out: dict[str, Dataset] = {}
     for split in ("train", "val"):
         transform = build_transforms(data_config, train=(split == "train" and augment))
         try:
-            ds = _Imagenette(str(root), split=split, size=size, download=download, transform=transform, loader=_ImageLoader())
-        except (OSError, RuntimeError, tarfile.TarError) as exc:
-            # URLError (no network) is an OSError; torchvision raises RuntimeError for a missing
-            # folder / bad checksum and FileNotFoundError for a class folder without images.
-            if isinstance(exc, FileNotFoundError) and folder.exists():
-                raise DataError(
-                    f"ImageNette at '{folder}' is incomplete ({first_line(exc)}); delete it and download "
-                    f"again (data.download=true) or extract {url} into '{root}'."
-                ) from None
+            ds = _Imagenette(str(root), split=split, size=size, archive=(url, md5), download=download,
+                             transform=transform, loader=_ImageLoader())
+        except (OSError, RuntimeError) as exc:
+            # The download's failures are DataErrors already; torchvision raises RuntimeError for a missing
+            # folder and FileNotFoundError for a class folder without images.
             raise DataError(
-                f"ImageNette ({size}) is not in '{folder}' and downloading it failed ({first_line(exc)}); "
-                f"connect to the network, or download {url} yourself and extract it into '{root}', "
-                f"{OFFLINE_HINT}."
+                f"ImageNette at '{folder}' is incomplete ({first_line(exc)}); delete it and download again "
+                f"(data.download=true) or extract {url} into '{root}'."
             ) from None
         ds.skip_bad_files = skip_bad_files
         if tuple(ds.wnids) != IMAGENETTE_WNIDS:  # after a fresh download
@@ -274,20 +274,14 @@ def imagenette_datasets(
 
 
 def _check_imagenette_folder(root: Path, folder: Path, url: str, size: str, download: bool) -> None:
-    """Before torchvision looks: the data is there (or can be downloaded) and has ImageNette's classes."""
+    """Before torchvision looks: the data is there (or may be downloaded) and has ImageNette's classes."""
     if not folder.exists():
         if not download:
             raise DataError(
                 f"ImageNette ({size}) was not found at '{folder}' and data.download is false; set "
                 f"data.download=true, or download {url} and extract it into '{root}', {OFFLINE_HINT}."
             )
-        if not url_reachable(url):
-            raise DataError(
-                f"ImageNette ({size}) is not in '{folder}' and {url} cannot be reached (no network?); "
-                f"connect once to download it, or download the archive elsewhere and extract it into "
-                f"'{root}', {OFFLINE_HINT}."
-            )
-        return
+        return  # the download probes the host it will use first (meal_lite.data.sources)
     for split in ("train", "val"):
         split_dir = folder / split
         if not split_dir.is_dir():
@@ -322,7 +316,7 @@ def imagenet_datasets(
     ``data_config`` defaults to the paper's 224 px preprocessing (:func:`paper_data_config`). The class
     folders must be exactly the 1000 ImageNet wnids, so label ``i`` is ImageNet index ``i``.
     """
-    root = Path(root).expanduser()
+    root = resolve_data_root(root)
     data_config = data_config or paper_data_config(224)
     out: dict[str, Dataset] = {}
     for split in ("train", "val"):

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from meal_lite.data.datasets import DatasetSplits
+from meal_lite.errors import ConfigError
 from meal_lite.data.loaders import SeededViews
 from meal_lite.experiments.protocol import Experiment, run_config
 from meal_lite.experiments.stats import summarize
@@ -58,12 +59,23 @@ class FreshCrops(SeededViews):
 
 
 def every_nth(dataset: Any, every: int) -> Any:
-    """An in-memory dataset (``images``/``targets``, like the digits) cut to every ``every``-th image."""
+    """A copy of a meal-lite dataset (digits, ImageNette, ImageNet) that keeps every ``every``-th image.
+
+    The copy is of the dataset's own class, with its per-image lists cut (the digits' ``images``,
+    ``targets`` and ``indices``; an image folder's ``samples``, ``imgs`` and ``targets``), so the soft-label
+    cache reads it as it reads the full split (its crops, un-augmented images and fingerprint).
+    """
+    if int(every) < 1:
+        raise ConfigError(f"every={every} must be a whole number >= 1 (1 keeps every image).")
     subset = copy.copy(dataset)
-    subset.images = dataset.images[::every].contiguous()
-    subset.targets = list(dataset.targets[::every])
-    if hasattr(dataset, "indices"):
-        subset.indices = dataset.indices[::every]
+    cut = []
+    for name in ("images", "indices", "samples", "_samples", "imgs", "targets"):
+        value = getattr(dataset, "__dict__", {}).get(name)  # own lists (ImageNette derives targets from _samples)
+        if value is not None:
+            setattr(subset, name, value[::every].contiguous() if isinstance(value, torch.Tensor) else value[::every])
+            cut.append(name)
+    if not cut or len(subset) != len(range(0, len(dataset), every)):
+        raise ConfigError(f"every_nth cannot cut a {type(dataset).__name__}; give it a meal-lite dataset (digits, ImageNette or ImageNet).")
     return subset
 
 

@@ -46,7 +46,7 @@ from meal_lite.experiments.inherited import collect_outputs, inheritance_report
 from meal_lite.data.loaders import build_loader
 from meal_lite.config.profiles import resolve_profile
 from meal_lite.training.assemble import build_student, train_student
-from meal_lite.training.pipeline import build_teachers
+from meal_lite.training.pipeline import build_teachers, check_teachers
 from meal_lite.experiments.stats import summarize
 from meal_lite.training.workers import cpu_pool, one_thread, resolve_workers
 
@@ -302,9 +302,11 @@ def prepare_experiment(cfg: Config, settings: ProtocolSettings, verbose: bool = 
     """
     if resolve_workers(workers, resolve_device(cfg.train.device)) == 1 or not settings.shared_baseline:
         return Experiment(cfg, verbose)
+    experiment = Experiment(cfg, verbose, teachers=False)  # what can fail, in this process before any worker starts:
+    check_teachers(cfg)  # data, student and the teachers' weights (a failed worker would print a traceback)
     with cpu_pool(1, _init_worker, (cfg, None)) as pool:
         baseline = pool.submit(_baseline_task, settings)
-        experiment = Experiment(cfg, verbose)
+        experiment.teachers = build_teachers(cfg, experiment.num_classes, experiment.datasets.data_config, verbose=verbose).to(experiment.device)
         state, history = baseline.result()
     experiment._baselines[_baseline_key(settings, 0)] = (state, history)  # what experiment.baseline(settings, 0) trains
     return experiment

@@ -9,6 +9,7 @@ from meal_lite.lazy import lazy_exports
 
 _EXPORTS = {
     "adapt_to_dataset": "meal_lite.models.factory",
+    "check_model_source": "meal_lite.models.factory",
     "ClassSubset": "meal_lite.models.factory",
     "create_model": "meal_lite.models.factory",
     "create_student": "meal_lite.models.factory",
@@ -16,6 +17,7 @@ _EXPORTS = {
     "create_teachers": "meal_lite.models.factory",
     "drop_overlay_state": "meal_lite.models.weights",
     "file_overlay": "meal_lite.models.weights",
+    "forget_cached_weights": "meal_lite.models.weights",
     "hub_overlay": "meal_lite.models.weights",
     "is_run_checkpoint": "meal_lite.models.runs",
     "key_report": "meal_lite.models.weights",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import timm
@@ -31,13 +32,14 @@ from meal_lite.core.ensemble import InputAdapter, TeacherEnsemble, declared_num_
 from meal_lite.errors import ConfigError, ModelError, first_line
 from meal_lite.data.imagefolders import IMAGENETTE_IMAGENET_INDICES
 from meal_lite.models.runs import run_checkpoint_config
-from meal_lite.models.weights import drop_overlay_state, file_overlay, hub_overlay, key_report, weights_hint
+from meal_lite.models.weights import drop_overlay_state, file_overlay, forget_cached_weights, hub_overlay, key_report, weights_hint
 
 __all__ = [
     "TEACHER_PRESETS",
     "LOCAL_PRESETS",
     "ClassSubset",
     "create_model",
+    "check_model_source",
     "model_data_config",
     "adapt_to_dataset",
     "create_teacher",
@@ -214,14 +216,29 @@ def create_model(
             return build(pretrained=True, pretrained_cfg_overlay=overlay_or_none)
         except ModelError:
             raise
-        except Exception as exc:  # network dropped mid-download, corrupt cache file, ...
+        except Exception as exc:  # network dropped mid-download, a broken file served or cached, ...
+            removed = forget_cached_weights(name)
             raise ModelError(
-                f"Could not load pretrained weights for '{name}' ({first_line(exc)}); check the network or "
-                f"{weights_hint(role)}."
+                f"Could not load pretrained weights for '{name}' ({first_line(exc)})"
+                + ("; the downloaded file was removed from the cache, so the next run downloads it again" if removed else "")
+                + f"; check the network or {weights_hint(role)}."
             ) from None
     return build(pretrained=False)
 
 
+def check_model_source(name: str, *, pretrained: bool, weights: str | os.PathLike | None, role: str | None = None) -> None:
+    """Check, without building the model, that ``name`` exists and its weights can be had (ModelError if not).
+
+    A local weights file must exist; hub weights must be cached, or the network on and the endpoint
+    reachable (:func:`~meal_lite.models.weights.hub_overlay`). A run checks this for its teachers before
+    it starts worker processes, so that a missing teacher is one sentence from the main process.
+    """
+    _check_name(name)
+    if weights:
+        if "://" not in str(weights) and not Path(weights).expanduser().is_file():
+            raise ModelError(f"Weights file '{weights}' does not exist; check the path (or give an http(s) URL).")
+    elif pretrained:
+        hub_overlay(name, role)
 
 
 def model_data_config(model: nn.Module) -> dict[str, Any]:

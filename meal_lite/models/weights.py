@@ -8,8 +8,10 @@ Three sources, one rule each:
 - a URL: ``torch.hub.load_state_dict_from_url`` (cached under the torch hub folder);
 - the hub (``pretrained=True``): timm's own download, but first the local Hugging Face / torch hub
   cache, and when the weights are not there a check, in well under a second, that the network is
-  there at all (``HF_HUB_OFFLINE`` or a short TCP probe). Without it timm retries for about 46 s
-  before failing with a message that does not name the model.
+  there at all (``HF_HUB_OFFLINE`` or a short TCP probe of the endpoint the download will use, a
+  mirror's included). Without it timm retries for about 46 s before failing with a message that does
+  not name the model. Cached weights that fail to load are removed from the cache
+  (:func:`forget_cached_weights`), so that the next run downloads them again.
 
 The network probe is :mod:`meal_lite.network`'s, the one the datasets use too.
 """
@@ -23,10 +25,10 @@ from urllib.parse import urlparse
 
 import huggingface_hub
 import torch
+from huggingface_hub import constants as hf_constants
 from timm.models import get_pretrained_cfg
 
 from meal_lite.checkpoint import extract_state_dict
-from meal_lite import settings
 from meal_lite.network import OFFLINE_HINT, is_url, offline_mode, url_reachable
 from meal_lite.errors import CheckpointError, ModelError, first_line
 
@@ -37,6 +39,7 @@ __all__ = [
     "file_overlay",
     "key_report",
     "drop_overlay_state",
+    "forget_cached_weights",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def hub_overlay(name: str, role: str | None) -> dict[str, Any] | None:
             f"Pretrained weights for '{name}' are not in the local cache and HF_HUB_OFFLINE is set; unset it "
             f"and connect once to download them, or {weights_hint(role)}, {OFFLINE_HINT}."
         )
-    source = source or settings.hub_endpoint()
+    source = source or hf_constants.ENDPOINT
     if not url_reachable(source):
         raise ModelError(
             f"Pretrained weights for '{name}' are not in the local cache and {source} cannot be reached (no "
@@ -244,7 +247,11 @@ def hub_overlay(name: str, role: str | None) -> dict[str, Any] | None:
 
 
 def _hub_cached_file(cfg: Any, hf_id: str | None, url: str | None) -> tuple[str | None, str | None]:
-    """(path of the cached weights or None, the URL a download would use: the hub's endpoint or the file's URL)."""
+    """(path of the cached weights or None, the URL a download would use: the hub's endpoint or the file's URL).
+
+    The endpoint is huggingface_hub's own (``HF_ENDPOINT`` as it read it when imported), the one
+    ``hf_hub_download`` will use.
+    """
     if hf_id:
         repo, _, revision = hf_id.partition("@")
         names = [cfg.hf_hub_filename] if getattr(cfg, "hf_hub_filename", None) else ["model.safetensors", "pytorch_model.bin"]
@@ -253,8 +260,34 @@ def _hub_cached_file(cfg: Any, hf_id: str | None, url: str | None) -> tuple[str 
             found = huggingface_hub.try_to_load_from_cache(repo, filename, revision=revision or None)
             if isinstance(found, str):
                 return found, None
-        return None, settings.hub_endpoint()
+        return None, hf_constants.ENDPOINT
     if not url:
         return None, None
     cached = _hub_cache_file(url)
     return (str(cached) if cached.is_file() else None), url
+
+
+def forget_cached_weights(name: str) -> bool:
+    """Remove ``name``'s pretrained weights from the local caches (they failed to load); True if any were there.
+
+    A file the hub served broken would otherwise be found in the cache and fail again on every run. A hub
+    file goes with its cached revision (huggingface_hub's own cache deletion); a URL's file is deleted.
+    """
+    cfg = _pretrained_cfg(name)
+    if cfg is None:
+        return False
+    hf_id = getattr(cfg, "hf_hub_id", None)
+    cached, _ = _hub_cached_file(cfg, hf_id, getattr(cfg, "url", None))
+    if cached is None:
+        return False
+    path = Path(cached)
+    if not hf_id:
+        path.unlink(missing_ok=True)
+        return True
+    # <cache>/models--<org>--<name>/snapshots/<commit>/<file>
+    cache_dir, commit = path.parents[3], path.parent.name
+    try:
+        huggingface_hub.scan_cache_dir(cache_dir).delete_revisions(commit).execute()
+    except Exception:  # an unusual cache layout: remove the file itself
+        path.unlink(missing_ok=True)
+    return True

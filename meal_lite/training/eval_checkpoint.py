@@ -9,11 +9,20 @@ A model with 1000 outputs evaluated on ImageNette is scored on the ten ImageNett
 (:class:`meal_lite.models.factory.ClassSubset`): the prediction is the best of the ten classes, as if the
 model had been built for ImageNette. That is how an ImageNet MEAL V2 student is compared with
 ImageNette students without any fine-tuning.
+
+A meal-lite checkpoint stores its run's configuration; a setting not given explicitly is taken from it
+(the student's name, the dataset, its root and size, and the image size the run validated at), so the
+checkpoint is scored as its training scored it. An explicit argument always wins; without a stored
+configuration the defaults apply (the model's own input size).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
 
 from meal_lite.config.schema import DataConfig
 from meal_lite.data.datasets import build_datasets, data_config_for, dataset_num_classes
@@ -23,17 +32,52 @@ from meal_lite.models.factory import adapt_to_dataset, create_model, model_data_
 from meal_lite.training.distributed import resolve_device
 from meal_lite.training.evaluate import evaluate
 
-__all__ = ["evaluate_checkpoint"]
+__all__ = ["evaluate_checkpoint", "stored_run_config"]
+
+#: What evaluation uses when neither an argument nor the checkpoint's configuration says otherwise.
+_DEFAULTS = {"dataset": "imagenette", "data_root": "data", "imagenette_size": "160px", "image_size": None,
+             "skip_bad_files": False}
+
+
+def stored_run_config(weights: str | os.PathLike | None) -> Mapping[str, Any] | None:
+    """The run configuration a meal-lite checkpoint (``last.pt``, ``best.pt``) stores, or None.
+
+    None for a URL, a ``.safetensors`` file, a raw state dict or anything unreadable (reading the
+    weights themselves reports those). Read memory-mapped with ``weights_only=True``.
+    """
+    if not weights or "://" in str(weights):
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file() or path.suffix == ".safetensors":
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    config = obj.get("config") if isinstance(obj, Mapping) else None
+    return config if isinstance(config, Mapping) else None
+
+
+def _from_run(stored: Mapping[str, Any] | None, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Each evaluation setting: given explicitly (not None), else the stored run's, else the default."""
+    data = dict((stored or {}).get("data") or {})
+    run = {"dataset": data.get("dataset"), "data_root": data.get("root"), "imagenette_size": data.get("imagenette_size"),
+           "image_size": data.get("image_size"), "skip_bad_files": data.get("skip_bad_files"),
+           "model_name": ((stored or {}).get("student") or {}).get("name")}
+    out = {}
+    for key, value in given.items():
+        out[key] = value if value is not None else (run.get(key) if run.get(key) is not None else _DEFAULTS.get(key))
+    return out
 
 
 def evaluate_checkpoint(
-    model_name: str,
+    model_name: str | None,
     weights: str | os.PathLike | None,
     *,
-    dataset: str = "imagenette",
-    data_root: str | os.PathLike = "data",
+    dataset: str | None = None,
+    data_root: str | os.PathLike | None = None,
     split: str = "val",
-    imagenette_size: str = "160px",
+    imagenette_size: str | None = None,
     download: bool = True,
     image_size: int | None = None,
     batch_size: int = 64,
@@ -41,32 +85,45 @@ def evaluate_checkpoint(
     device: str = "auto",
     num_classes: int | None = None,
     pretrained: bool = False,
-    skip_bad_files: bool = False,
+    skip_bad_files: bool | None = None,
     verbose: bool = True,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Evaluate timm model ``model_name`` with ``weights`` on a dataset split; return and print top-1/top-5.
 
     Args:
         model_name: timm name of the architecture the weights belong to (e.g. ``resnet50``; the
-            ``mealv2_resnest50`` checkpoints are ResNet-50s).
+            ``mealv2_resnest50`` checkpoints are ResNet-50s); None: the student of the checkpoint's run.
         weights: local file or URL (``module.`` prefix stripped, ``weights_only=True``); None with
             ``pretrained=True`` evaluates timm's own pretrained weights.
         dataset: ``imagenette``, ``imagenet`` (an ImageFolder root with ``train/`` and ``val/``) or ``digits``.
         data_root, imagenette_size, download, skip_bad_files: where and how to find the data (as
-            ``cfg.data.root`` etc.).
+            ``cfg.data.root`` etc.). ``dataset``, ``data_root``, ``imagenette_size``, ``image_size`` and
+            ``skip_bad_files`` left None come from the checkpoint's stored run configuration, if any.
         split: ``val`` (or ``train``; ``test`` for digits).
-        image_size: evaluation size; None uses the model's own (ImageNet: the paper's 87.5% centre crop).
+        image_size: evaluation size; None: the run's ``data.image_size``, else the model's own (ImageNet:
+            the paper's 87.5% centre crop).
         num_classes: the checkpoint's class count; None reads it from the checkpoint.
         device: ``auto``, ``cpu``, ``cuda``...
         verbose: print one summary line.
 
     Returns:
-        ``{"top1": percent, "top5": percent, "n": number of images}``. A 1000-class model on ImageNette
+        ``{"top1": percent, "top5": percent, "n": number of images, "model": the timm name, "dataset": its
+        name, "image_size": the pixels evaluated at}``. A 1000-class model on ImageNette
         is scored on the ten ImageNette logits.
     """
-    n_data = dataset_num_classes(dataset)
     if not weights and not pretrained:
         raise ConfigError("evaluate_checkpoint needs weights (a file or URL) or pretrained=True.")
+    chosen = _from_run(stored_run_config(weights), {
+        "model_name": model_name, "dataset": dataset, "data_root": data_root, "imagenette_size": imagenette_size,
+        "image_size": image_size, "skip_bad_files": skip_bad_files,
+    })
+    model_name, dataset, image_size = chosen["model_name"], chosen["dataset"], chosen["image_size"]
+    if model_name is None:
+        raise ConfigError(
+            f"The weights in '{weights}' hold no meal-lite run configuration, so which model they belong to is "
+            f"unknown; give its timm name (meal-lite eval --model NAME)."
+        )
+    n_data = dataset_num_classes(dataset)
     model = create_model(
         model_name,
         num_classes=num_classes,
@@ -77,13 +134,13 @@ def evaluate_checkpoint(
     )
     data_cfg = DataConfig(
         dataset=dataset,
-        root=str(data_root),
-        imagenette_size=imagenette_size,
+        root=str(chosen["data_root"]),
+        imagenette_size=chosen["imagenette_size"],
         download=download,
         image_size=image_size,
         batch_size=batch_size,
         num_workers=num_workers,
-        skip_bad_files=skip_bad_files,
+        skip_bad_files=bool(chosen["skip_bad_files"]),
         augment=False,
     )
     config = data_config_for(data_cfg, model_data_config(model))
@@ -94,10 +151,11 @@ def evaluate_checkpoint(
     loader = build_loader(splits[split], batch_size, train=False, num_workers=num_workers)
     device = resolve_device(device)
     result = {k: v for k, v in evaluate(model.to(device), loader, device).items() if k != "loss"}
+    result.update(model=model_name, dataset=dataset, image_size=int(config["input_size"][-1]))
     if verbose:
         source = weights if weights else "timm pretrained weights"
         print(
-            f"{model_name} ({source}) on {dataset} {split}: top-1 {result['top1']:.2f}%, "
-            f"top-5 {result['top5']:.2f}% over {result['n']} images"
+            f"{model_name} ({source}) on {dataset} {split} at {result['image_size']} px: top-1 "
+            f"{result['top1']:.2f}%, top-5 {result['top5']:.2f}% over {result['n']} images"
         )
     return result

@@ -20,7 +20,7 @@ from meal_lite.core.ensemble import TeacherEnsemble, declared_num_classes
 from meal_lite.data.datasets import build_datasets
 from meal_lite.data.softlabels import replay_cache
 from meal_lite.errors import ConfigError, ModelError, first_line
-from meal_lite.models.factory import create_teachers, teacher_specs
+from meal_lite.models.factory import check_model_source, create_teachers, teacher_specs
 from meal_lite.training.assemble import build_student, seed_everything, train_student
 from meal_lite.training.batching import describe_plan, plan_batches
 from meal_lite.training.digits_teachers import digits_ensemble
@@ -28,7 +28,7 @@ from meal_lite.training.distributed import DistributedContext, init_distributed
 from meal_lite.training.recorder import CHECKPOINT_NAME, RunRecorder
 from meal_lite.training.trainer import Callback
 
-__all__ = ["build_teachers", "train_from_config"]
+__all__ = ["build_teachers", "check_teachers", "train_from_config"]
 
 
 def build_teachers(cfg: Config, num_classes: int, data_config: Mapping[str, Any], *, verbose: bool = True) -> TeacherEnsemble:
@@ -43,6 +43,16 @@ def build_teachers(cfg: Config, num_classes: int, data_config: Mapping[str, Any]
     return create_teachers(
         teacher_specs(cfg.teachers, cfg.teacher_preset), dataset=cfg.data.dataset, num_classes=num_classes, data_config=data_config
     )
+
+
+def check_teachers(cfg: Config) -> None:
+    """Check, without building them, that the configured timm teachers exist and their weights can be had.
+
+    Cheap (no model is built): a run calls it before it starts worker processes, so that a missing
+    teacher is one sentence from the main process. The local ``digits`` preset needs no check.
+    """
+    for spec in teacher_specs(cfg.teachers, cfg.teacher_preset):
+        check_model_source(spec.name, pretrained=spec.pretrained, weights=spec.weights, role="teacher")
 
 
 def train_from_config(cfg: Config, *, callbacks: Sequence[Callback] = (), ctx: DistributedContext | None = None) -> dict:
