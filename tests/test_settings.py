@@ -28,7 +28,7 @@ def test_the_readme_documents_every_variable_settings_reads():
     section = readme[readme.index("### Environment variables"):]
     section = section[: section.index("\n## ")] if "\n## " in section else section
     first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
-    documented = {name for cell in first_cells for name in re.findall(r"`([A-Za-z_]+)`", cell)}
+    documented = {name for cell in first_cells for name in re.findall(r"`([A-Za-z0-9_]+)`", cell)}
     assert documented == set(settings.VARIABLES)
 
 

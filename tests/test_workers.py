@@ -26,7 +26,7 @@ def test_worker_count_from_argument_environment_and_device(monkeypatch):
     monkeypatch.setenv(WORKERS_ENV_VAR, "two")
     with pytest.raises(ConfigError, match="MEAL_LITE_WORKERS='two' is not a whole number"):
         resolve_workers(None, "cpu")
-    with pytest.raises(ConfigError, match="workers=2 is not possible on cuda"):
+    with pytest.raises(ConfigError, match="workers=2 is possible only on a CPU, and this run is on cuda; use 1"):
         resolve_workers(2, "cuda")
     with pytest.raises(ConfigError, match="workers=0"):
         resolve_workers(0, "cpu")

@@ -52,8 +52,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)  # the parent was killed: stop instead of training on for nobody
 
 
-def _start_worker(initializer: Callable[..., None] | None, initargs: Sequence[Any]) -> None:
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: Sequence[Any]) -> None:
+    # The parent's pid comes from the parent: a worker still importing torch when its parent is killed
+    # would otherwise read its new parent (init) here and never notice.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(1)
     if initializer is not None:
         initializer(*initargs)
@@ -65,7 +67,8 @@ def cpu_pool(workers: int, initializer: Callable[..., None] | None = None, inita
     Spawned, not forked: a forked child may hang on the parent's OpenMP thread pool.
     """
     return ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(initializer, tuple(initargs))
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+        initargs=(os.getpid(), initializer, tuple(initargs)),
     )
 
 
