@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from meal_lite.data.imagefolders import _ImageFolder, _ImageLoader  # the one reader of image files, shared
+from meal_lite.data.imagefolders import CheckedImageFolder, ImageLoader
 from meal_lite.data.transforms import build_transforms, paper_data_config
 from meal_lite.errors import DataError, first_line
 
@@ -127,7 +127,7 @@ def _scan_split(split_dir: Path, classes: Sequence[str], skip_bad_files: bool) -
     return frozenset(good)
 
 
-class _ClassFolder(_ImageFolder):
+class _ClassFolder(CheckedImageFolder):
     """An ``ImageFolder`` over given classes and given files (hidden folders are never classes)."""
 
     def __init__(self, root: str, classes: Sequence[str], files: frozenset[str], **kwargs: Any) -> None:
@@ -158,7 +158,7 @@ def folder_datasets(
         split_dir = root / split
         files = _scan_split(split_dir, classes, skip_bad_files)
         transform = build_transforms(data_config, train=(split == "train" and augment))
-        ds = _ClassFolder(str(split_dir), classes, files, transform=transform, loader=_ImageLoader())
+        ds = _ClassFolder(str(split_dir), classes, files, transform=transform, loader=ImageLoader())
         ds.skip_bad_files = skip_bad_files
         out[split] = ds
     return out

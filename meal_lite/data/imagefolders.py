@@ -42,6 +42,8 @@ __all__ = [
     "imagenet_wnids",
     "imagenette_datasets",
     "imagenet_datasets",
+    "CheckedImageFolder",
+    "ImageLoader",
 ]
 
 # --------------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ class _BadImageError(DataError):
         super().__init__(message)
 
 
-class _ImageLoader:
+class ImageLoader:
     """PIL RGB loader that names the file when it cannot be decoded (picklable for worker processes)."""
 
     def __call__(self, path: str) -> Image.Image:
@@ -217,7 +219,7 @@ class _Imagenette(_SkipBadFilesMixin, Imagenette):
         return Image.open(self._samples[index][0]).convert("RGB")
 
 
-class _ImageFolder(_SkipBadFilesMixin, ImageFolder):
+class CheckedImageFolder(_SkipBadFilesMixin, ImageFolder):
     """torchvision's ImageFolder with named-file errors and optional skipping of unreadable files."""
 
     def raw_image(self, index: int) -> Image.Image:
@@ -255,7 +257,7 @@ def imagenette_datasets(
         transform = build_transforms(data_config, train=(split == "train" and augment))
         try:
             ds = _Imagenette(str(root), split=split, size=size, archive=(url, md5), download=download,
-                             transform=transform, loader=_ImageLoader())
+                             transform=transform, loader=ImageLoader())
         except (OSError, RuntimeError) as exc:
             # The download's failures are DataErrors already; torchvision raises RuntimeError for a missing
             # folder and FileNotFoundError for a class folder without images.
@@ -333,7 +335,7 @@ def imagenet_datasets(
         )
         transform = build_transforms(data_config, train=(split == "train" and augment))
         try:
-            ds = _ImageFolder(str(split_dir), transform=transform, loader=_ImageLoader())
+            ds = CheckedImageFolder(str(split_dir), transform=transform, loader=ImageLoader())
         except FileNotFoundError as exc:
             raise DataError(f"ImageNet at '{split_dir}' is incomplete ({first_line(exc)}); fix or re-extract it.") from None
         ds.skip_bad_files = skip_bad_files
