@@ -180,7 +180,7 @@ def test_paper_config_has_the_papers_settings():
     cfg = load_config(ROOT / "configs" / "imagenet" / "resnet50-224.yaml")
     assert cfg.train.epochs == 180 and cfg.optim.lr == 0.01 and cfg.optim.milestones == [100]
     assert cfg.optim.gamma == 0.1 and cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 0.0
-    assert cfg.teacher_preset == "paper-224" and cfg.student.name == "resnet50" and cfg.student.pretrained
+    assert cfg.teacher_preset == "paper-224" and cfg.student.name == "resnet50.ram_in1k" and cfg.student.pretrained
     assert cfg.discriminator.lr == 1e-4 and cfg.data.image_size == 224
 
 

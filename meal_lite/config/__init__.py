@@ -3,7 +3,8 @@
 - :mod:`~meal_lite.config.schema` -- the run configuration's dataclasses, ``load_config`` and its checks;
 - :mod:`~meal_lite.config.choices` -- every key's allowed values, in one place;
 - :mod:`~meal_lite.config.typed` -- the YAML <-> dataclass machinery;
-- :mod:`~meal_lite.config.profiles` -- the ``offline`` / ``imagenette`` switch.
+- :mod:`~meal_lite.config.profiles` -- the ``offline`` / ``imagenette`` switch;
+- :mod:`~meal_lite.config.paper` -- the paper's ImageNet table as packaged configurations.
 """
 
 from meal_lite.lazy import lazy_exports
@@ -33,6 +34,9 @@ _EXPORTS = {
     "OBJECTIVES": "meal_lite.config.choices",
     "OptimConfig": "meal_lite.config.schema",
     "OPTIMIZERS": "meal_lite.config.choices",
+    "packaged_config": "meal_lite.config.paper",
+    "PAPER_CONFIG_DIR": "meal_lite.config.paper",
+    "paper_configs": "meal_lite.config.paper",
     "parse_override": "meal_lite.config.typed",
     "profile_config_path": "meal_lite.config.profiles",
     "PROFILES": "meal_lite.config.profiles",

@@ -28,6 +28,7 @@ from meal_lite.config.choices import (
     OPTIMIZERS,
     check_choice,
 )
+from meal_lite.config.paper import packaged_config
 from meal_lite.config.profiles import profile_config_path, resolve_profile
 from meal_lite.config.typed import apply_override, build, dump_yaml, parse_override, read_yaml
 
@@ -190,7 +191,8 @@ def load_config(
 ) -> Config:
     """Read a run configuration.
 
-    ``path`` None reads the profile's packaged default (``meal_lite/config/defaults/<profile>.yaml``).
+    ``path`` None reads the profile's packaged default (``meal_lite/config/defaults/<profile>.yaml``); a
+    path that is no file but names a packaged configuration (``imagenet/resnet50-224``) reads that one.
     ``overrides`` are ``section.key=value`` strings (values parsed as YAML: ``optim.milestones=[2,4]``).
     The profile is, in order: the ``profile`` argument, the file's ``profile`` key, then
     ``$MEAL_LITE_PROFILE`` / the default (see :func:`meal_lite.config.profiles.resolve_profile`).
@@ -200,6 +202,8 @@ def load_config(
     if path is None:
         path = profile_config_path(resolve_profile(profile))
     path = Path(path)
+    if not path.is_file():
+        path = packaged_config(path) or path
     data = read_yaml(path)
     for text in overrides:
         parts, value = parse_override(text)

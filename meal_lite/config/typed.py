@@ -167,7 +167,7 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(
             f"Config file '{path}' does not exist; pass the path of a YAML file (examples are in "
-            f"configs/) or omit it to use the profile's default."
+            f"configs/), the name of a packaged one (imagenet/resnet50-224), or nothing for the profile's default."
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
