@@ -1,15 +1,19 @@
-"""The book's website: the system diagram in the intro and the GitHub Pages workflow that publishes it.
+"""The book's website: the intro's figures (up to date, legible), the one home of the repository's address
+that the Colab install cells follow, and the GitHub Pages workflow that publishes the book.
 
-Fast (no kernel, no build): runs the diagram script once and reads YAML and Markdown.
+Fast (no kernel, no build): runs the figure scripts once and reads YAML, JSON and Markdown.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import yaml
 
@@ -60,6 +64,94 @@ def test_intro_shows_the_diagram_with_a_caption():
     assert (BOOK_DIR / match.group(1)).resolve() == DIAGRAM.resolve()
     body = [line for line in match.group(2).splitlines() if line.strip() and not line.startswith(":")]
     assert body, "the diagram has no caption"
+
+
+LAYERS_SCRIPT = FIGURES / "make_layers_diagram.py"
+LAYERS_SVG = FIGURES / "layers.svg"
+# The width of the book's text column, in CSS pixels, on a wide screen: sphinx-book-theme 1.3 / pydata
+# 0.17 cap the page at 88rem (1408 px), give the left sidebar 25% (352 px) and the right-hand "on this
+# page" column 17rem (272 px), and pad the article by 1rem + 2rem on each side (96 px): 688 px. A
+# figure drawn at `:width: P%` is P% of it; on a narrower screen everything shrinks together.
+TEXT_WIDTH_PX = 1408 - 352 - 272 - 96
+SMALLEST_LEGIBLE_PX = 9
+
+
+def rendered_font_px(svg, width_fraction):
+    """The smallest font size of an SVG's texts, in CSS pixels, when drawn at that share of the text column."""
+    root = ET.parse(svg).getroot()
+    view_width = float(root.get("viewBox").split()[2])
+    sizes = [float(m) for t in root.iter(f"{SVG}text") for m in re.findall(r"font-size: ([\d.]+)px", t.get("style", ""))]
+    assert sizes, f"{svg} has no text with a font size"
+    return min(sizes) * TEXT_WIDTH_PX * width_fraction / view_width
+
+
+def test_layer_diagram_is_the_package_shape_tests_order_and_is_up_to_date(tmp_path):
+    from test_package_shape import LAYERS
+
+    drawn = runpy.run_path(str(LAYERS_SCRIPT))
+    assert tuple(layer for layer, _, _ in drawn["LAYERS"]) == LAYERS
+    out = drawn["main"]([str(tmp_path / "layers.svg")])
+    assert svg_structure(out) == svg_structure(LAYERS_SVG), "book/figures/layers.svg is stale: rerun book/figures/make_layers_diagram.py"
+    texts, _ = svg_structure(LAYERS_SVG)
+    for _, folder, _ in drawn["LAYERS"]:
+        assert folder in texts
+
+
+def test_the_intro_figures_are_legible_at_the_books_text_width():
+    intro = (BOOK_DIR / "intro.md").read_text(encoding="utf-8")
+    figures = re.findall(r"```\{figure\} (\S+)\n(.*?)```", intro, re.S)
+    assert {Path(path).name for path, _ in figures} >= {"system.svg", "layers.svg"}
+    for path, options in figures:
+        width = re.search(r"^:width: (\d+)%$", options, re.M)
+        fraction = int(width.group(1)) / 100 if width else 1.0
+        px = rendered_font_px(BOOK_DIR / path, fraction)
+        assert px >= SMALLEST_LEGIBLE_PX, f"{path}: its smallest text is {px:.1f} px at {fraction:.0%} of {TEXT_WIDTH_PX} px"
+
+
+def test_the_legibility_check_catches_a_wide_drawing(tmp_path):
+    wide = tmp_path / "wide.svg"
+    wide.write_text('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1044 432"><text style="font-size: 9.5px">x</text></svg>')
+    assert rendered_font_px(wide, 1.0) < SMALLEST_LEGIBLE_PX <= rendered_font_px(wide, 2.0)
+
+
+SYNC_SCRIPT = REPO_ROOT / "scripts" / "sync_install_cells.py"
+
+
+def first_code_cell(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def test_the_repository_address_lives_in_config_and_everything_else_follows_it():
+    sync = runpy.run_path(str(SYNC_SCRIPT))
+    url, branch = sync["repository"]()
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text(encoding="utf-8"))
+    assert url == config["repository"]["url"].rstrip("/") and url.startswith("https://github.com/")
+    stale = [p.name for p in sorted(BOOK_DIR.glob("*.ipynb")) if first_code_cell(p) != "".join(sync["install_cell"](url, branch))]
+    assert not stale, f"the install cells of {stale} do not install {url}@{branch}; run python scripts/sync_install_cells.py"
+    urls = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8").split("[project.urls]", 1)[1].split("\n[", 1)[0]
+    assert re.search(r'(?m)^Repository = "(.*)"$', urls).group(1) == url, "run python scripts/sync_install_cells.py"
+    # Nowhere else: a file that spells the address out would not follow a change of _config.yml.
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    spelled = {p for p in tracked if p.endswith((".py", ".md", ".yml", ".yaml", ".toml", ".ipynb", ".txt", ".sbatch"))
+               and (REPO_ROOT / p).is_file() and url in (REPO_ROOT / p).read_text(encoding="utf-8", errors="replace")}
+    notebooks = {p.relative_to(REPO_ROOT).as_posix() for p in BOOK_DIR.glob("*.ipynb")}
+    assert spelled <= {"_config.yml", "pyproject.toml"} | notebooks, sorted(spelled)
+
+
+def test_the_sync_script_follows_a_changed_address(tmp_path):
+    sync = runpy.run_path(str(SYNC_SCRIPT))
+    (tmp_path / "book").mkdir()
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path)
+    shutil.copy(BOOK_DIR / "01_data.ipynb", tmp_path / "book")
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config["repository"].update(url="https://github.com/someone/fork", branch="dev")
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    changed = sync["sync"](tmp_path)
+    assert sorted(p.name for p in changed) == ["01_data.ipynb", "pyproject.toml"]
+    assert 'git+https://github.com/someone/fork@dev"' in first_code_cell(tmp_path / "book" / "01_data.ipynb")
+    assert 'Repository = "https://github.com/someone/fork"' in (tmp_path / "pyproject.toml").read_text()
+    assert sync["sync"](tmp_path) == []  # a second run has nothing left to change
 
 
 def load_workflow():

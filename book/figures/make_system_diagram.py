@@ -31,6 +31,7 @@ FROZEN = "#dbe8f6"      # teachers and what is computed from them: no gradient
 TRAINED = "#fde3c8"     # the student and the discriminator: both learn
 LOSS = "#e6e6e6"
 DATA = "#ffffff"
+WIDTH = 10.0          # inches
 
 
 def box(ax, x, y, w, h, title, detail="", color=DATA, dashed=False):
@@ -60,22 +61,23 @@ def arrow(ax, a, b, *, side_a="right", side_b="left", label="", dashed=False, co
 
 
 def draw() -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(14.5, 6.0))
-    ax.set_xlim(0, 14.5)
+    # 10 inches wide, so that at the book's text width (about 690 px) its smallest text (9.5 pt) is 9 px.
+    fig, ax = plt.subplots(figsize=(WIDTH, 6.0))
+    ax.set_xlim(0, WIDTH)
     ax.set_ylim(0, 6.0)
     ax.axis("off")
 
-    images = box(ax, 1.1, 3.2, 2.0, 0.9, "images x", "one augmented view", DATA)
-    teachers = [box(ax, 3.6, y, 2.1, 0.75, f"teacher {name}", "frozen, eval mode", FROZEN)
+    images = box(ax, 0.8, 3.2, 1.5, 0.9, "images x", "one view", DATA)
+    teachers = [box(ax, 2.85, y, 1.6, 0.75, f"teacher {name}", "frozen", FROZEN)
                 for y, name in ((5.0, "1"), (4.1, "2"), (2.85, "K"))]
-    ax.text(3.6, 3.5, "...", ha="center", va="center", fontsize=12)
-    student = box(ax, 6.6, 1.2, 2.7, 0.9, "student", "logits z_s (trained)", TRAINED)
+    ax.text(2.85, 3.5, "...", ha="center", va="center", fontsize=12)
+    student = box(ax, 5.3, 1.2, 2.5, 0.9, "student", "logits z_s (trained)", TRAINED)
 
-    probs = box(ax, 6.6, 4.6, 2.7, 0.9, "mean softmax", "p_e = 1/K sum softmax(z_t)", FROZEN)
-    logits = box(ax, 6.6, 3.2, 2.7, 0.9, "mean logits", "z_bar = 1/K sum z_t", FROZEN)
-    kl = box(ax, 10.2, 4.6, 3.3, 0.9, "KL loss", "soft cross-entropy to p_e", LOSS)
-    disc = box(ax, 10.2, 3.2, 3.3, 0.9, "discriminator", "student [1, 0] or teacher [0, 1]?", TRAINED)
-    total = box(ax, 13.2, 3.9, 2.1, 0.9, "total loss", "L_KL + lambda L_D", LOSS)
+    probs = box(ax, 5.3, 4.6, 2.5, 0.9, "mean softmax", "p_e = mean softmax(z_t)", FROZEN)
+    logits = box(ax, 5.3, 3.2, 2.5, 0.9, "mean logits", "z_bar = mean z_t", FROZEN)
+    kl = box(ax, 8.3, 4.6, 2.5, 0.9, "KL loss", "soft CE to p_e", LOSS)
+    disc = box(ax, 8.3, 3.2, 2.5, 0.9, "discriminator", "student or teacher?", TRAINED)
+    total = box(ax, 8.4, 1.45, 1.9, 0.8, "total loss", "L_KL + L_D", LOSS)
 
     for t in teachers:
         arrow(ax, images, t)
@@ -86,27 +88,31 @@ def draw() -> plt.Figure:
     arrow(ax, logits, disc)
     # The student's logits go to both losses along one bus: as softmax(z_s) into the KL loss, as
     # "student" rows [1, 0] into the discriminator.
-    bus_x, left = 8.25, kl["x"] - kl["w"] / 2
+    bus_x, left = 6.8, kl["x"] - kl["w"] / 2
     ax.plot([student["x"] + student["w"] / 2, bus_x, bus_x], [student["y"], student["y"], kl["y"] - 0.22],
             color="0.2", lw=1.3, solid_capstyle="butt")
     for target in (kl, disc):
         y = target["y"] - 0.22
         ax.add_patch(FancyArrowPatch((bus_x, y), (left, y), arrowstyle="-|>", mutation_scale=12, lw=1.3,
                                      color="0.2", shrinkB=2))
-    ax.text(bus_x - 0.08, 1.95, "student logits z_s", rotation=90, ha="right", va="center", fontsize=9.5,
-            color="0.2", style="italic")
-    arrow(ax, kl, total)
-    arrow(ax, disc, total)
+    ax.text(bus_x + 0.06, 2.1, "z_s", ha="left", va="center", fontsize=9.5, color="0.2", style="italic")
+    # KL -> total around the right-hand side, discriminator -> total straight down.
+    route_x, right = 9.8, total["x"] + total["w"] / 2
+    ax.plot([kl["x"] + kl["w"] / 2, route_x, route_x], [kl["y"], kl["y"], total["y"]], color="0.2", lw=1.3,
+            solid_capstyle="butt")
+    ax.add_patch(FancyArrowPatch((route_x, total["y"]), (right, total["y"]), arrowstyle="-|>",
+                                 mutation_scale=12, lw=1.3, color="0.2", shrinkB=2))
+    arrow(ax, disc, total, side_a="bottom", side_b="top")
     # Gradients: one backward pass of the total loss trains the student (and the discriminator).
-    arrow(ax, total, student, side_a="bottom", side_b="bottom", rad=-0.25, dashed=True, color="tab:red")
-    ax.text(10.2, 0.3, "one backward pass: gradients reach the student and the discriminator, never the teachers",
+    arrow(ax, total, student, side_a="bottom", side_b="bottom", rad=-0.3, dashed=True, color="tab:red")
+    ax.text(5.0, 0.2, "one backward pass: gradients reach the student and the discriminator, never the teachers",
             ha="center", va="center", fontsize=10, color="tab:red", style="italic")
 
     legend = [(FROZEN, "frozen (no gradient)"), (TRAINED, "trained"), (LOSS, "loss")]
     for k, (color, text) in enumerate(legend):
-        ax.add_patch(FancyBboxPatch((0.35 + 2.8 * k, 5.65), 0.3, 0.2, boxstyle="round,pad=0.01",
+        ax.add_patch(FancyBboxPatch((0.3 + 2.9 * k, 5.65), 0.3, 0.2, boxstyle="round,pad=0.01",
                                     facecolor=color, edgecolor="0.25"))
-        ax.text(0.75 + 2.8 * k, 5.75, text, va="center", fontsize=10)
+        ax.text(0.7 + 2.9 * k, 5.75, text, va="center", fontsize=10)
     return fig
 
 
