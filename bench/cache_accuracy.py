@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from meal_lite.experiments.cache_study import accuracy_vs_crops
 from meal_lite.experiments.protocol import Experiment, base_config
+from meal_lite.experiments.record import provenance
+from meal_lite.experiments.stats import interval_text
 
 
 def main() -> None:
@@ -28,15 +32,16 @@ def main() -> None:
     parser.add_argument("--cache-root", default=None, help="reuse (or keep) the caches in this folder")
     parser.add_argument("--out", default=str(Path(__file__).with_name("cache_accuracy.json")))
     args = parser.parse_args()
+    made = provenance("python bench/cache_accuracy.py " + shlex.join(sys.argv[1:]))
     experiment = Experiment(base_config("offline"), verbose=True)
     report = accuracy_vs_crops(experiment, args.crops, seeds=args.seeds, epochs=args.epochs, every=args.every,
                                 batch_size=args.batch_size, cache_root=args.cache_root)
     print("\narm      test top-1 (mean +- std over seeds)   paired difference to online")
     for row, value in report["rows"].items():
         diff = report["paired_differences"].get(f"{row}-online")
-        extra = f"{diff['mean']:+.2f} +- {diff['std']:.2f}" if diff else ""
+        extra = f"{diff['mean']:+.2f} +- {diff['std']:.2f}, {interval_text(diff)}" if diff else ""
         print(f"{row:8s} {value['mean']:6.2f} +- {value['std']:.2f}                      {extra}")
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    Path(args.out).write_text(json.dumps(made | report, indent=1))
     print(f"wrote {args.out} ({report['wall_seconds']:.0f} s)")
 
 

@@ -83,12 +83,12 @@ def main() -> None:
     t_teachers = cpu(lambda: draw_views(transfer, experiment.teachers, [0], 0)) - t_views
     data = precompute_views(transfer, experiment.teachers, 1, 0)
     t_arm = {}
-    for arm in ("ce", "kl_T4", "meal_v2"):
+    for arm in ("ce", "kl_T4", "meal"):
         epoch = student_epoch(experiment, data, arm, settings)
         epoch()  # warm-up
         t_arm[arm] = cpu(epoch)
     arms = DarkKnowledgeSettings(seeds=args.seeds).arms
-    per_arm_student = sum(t_arm["ce" if a == "ce" else "meal_v2" if a == "meal_v2" else "kl_T4"] for a in arms)
+    per_arm_student = sum(t_arm[a if a in ("ce", "meal") else "kl_T4"] for a in arms)  # every kl_T<t> costs what kl_T4 does
     runs = args.seeds * args.epochs
     naive = runs * (per_arm_student + len(arms) * t_views + (len(arms) - 1) * t_teachers)  # ce needs no teachers
     shared = runs * per_arm_student + args.epochs * (t_views + t_teachers)

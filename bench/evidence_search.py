@@ -10,10 +10,14 @@ For each configuration (a set of levers: augmentation strength, input mixing, te
 * one baseline (shared by every seed, as in the protocol) is trained with labels (the profile's recipe)
   for ``baseline_epochs``, and its validation curve is kept, to check the plateau criterion
   (see :func:`plateau`);
-* each continuation arm (control = more cross-entropy, KL only, MEAL V2) is trained from that baseline
-  with every learning rate of the same grid; each arm keeps its best lr by mean validation top-1, so no
-  arm is tuned more than another;
-* the paired per-seed differences at the chosen lrs are reported with their 95% t-intervals.
+* each continuation arm (``ce`` = more cross-entropy, the control; ``kl``; ``meal`` = MEAL V2; see
+  :mod:`meal_lite.experiments.arms`) is trained from that baseline with every learning rate of the same
+  grid; each arm keeps its best lr by mean validation top-1, so no arm is tuned more than another;
+* the paired per-seed differences at the chosen lrs are reported, with their 95% t-intervals where the
+  rule of :mod:`meal_lite.experiments.stats` gives one (5 seeds or more, a nonzero spread).
+
+The log's first records were written when the arms were called ``control``, ``kl_only`` and ``meal_v2``;
+:func:`load_log` renames them (:func:`meal_lite.experiments.arms.rename_legacy`), numbers untouched.
 
 Usage (about 10-30 minutes per configuration on 2 CPU cores)::
 
@@ -33,14 +37,15 @@ import torch
 
 from meal_lite.core.ensemble import EnsembleClassifier
 from meal_lite.training.digits_teachers import RECIPE_VERSION
-from meal_lite.experiments.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, run_protocol
-from meal_lite.experiments.stats import t_interval
+from meal_lite.experiments.arms import ARM_LABELS, ARMS, rename_legacy
+from meal_lite.experiments.protocol import PAIRS, PROFILE_SETTINGS, Experiment, base_config, run_protocol
+from meal_lite.experiments.record import hardware
+from meal_lite.experiments.stats import paired_differences, t_interval
 from meal_lite.training.workers import cpu_pool, resolve_workers
 
 HERE = Path(__file__).resolve().parent
 LOG = HERE / "evidence_search.json"
 LR_GRID = (0.003, 0.01)
-ROWS = ("control", "kl_only", "meal_v2")
 
 # The configurations, each a change of levers from the profile's settings (in the order tried).
 CONFIGS: dict[str, dict] = {
@@ -66,22 +71,14 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
     started = time.perf_counter()
     by_lr: dict[float, dict] = {}
     for lr in LR_GRID:
-        by_lr[lr] = run_protocol(experiment, settings, split="val", lrs={row: lr for row in ROWS})
+        by_lr[lr] = run_protocol(experiment, settings, split="val", lrs={row: lr for row in ARMS})
     first = by_lr[LR_GRID[0]]
     curves = first["curves"]["baseline"]
     curve_means = [sum(c[e] for c in curves) / len(curves) for e in range(len(curves[0]))]
-    chosen = {row: max(LR_GRID, key=lambda lr: by_lr[lr]["rows"][row]["mean"]) for row in ROWS}
+    chosen = {row: max(LR_GRID, key=lambda lr: by_lr[lr]["rows"][row]["mean"]) for row in ARMS}
     values = {"baseline": first["rows"]["baseline"]["values"]}
-    values |= {row: by_lr[chosen[row]]["rows"][row]["values"] for row in ROWS}
-    paired = {}
-    for a, b in (("meal_v2", "control"), ("kl_only", "control"), ("meal_v2", "kl_only")):
-        diffs = [x - y for x, y in zip(values[a], values[b])]
-        mean = sum(diffs) / len(diffs)
-        std = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
-        summary = {"mean": mean, "std": std, "values": diffs}
-        if len(diffs) > 1:
-            summary["t95"] = list(t_interval(summary))
-        paired[f"{a}-{b}"] = summary
+    values |= {row: by_lr[chosen[row]]["rows"][row]["values"] for row in ARMS}
+    paired = paired_differences(values, PAIRS)
     teachers = {k: v["mean"] for k, v in first["rows"].items() if k.startswith("teacher:") or k == "ensemble"}
     return {
         "config": name,
@@ -91,7 +88,7 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
         "settings": asdict(settings),
         "split": "val",
         "lr_grid": list(LR_GRID),
-        "val_by_lr": {str(lr): {row: by_lr[lr]["rows"][row] for row in ROWS} for lr in LR_GRID},
+        "val_by_lr": {str(lr): {row: by_lr[lr]["rows"][row] for row in ARMS} for lr in LR_GRID},
         "chosen_lr": chosen,
         "values_at_chosen_lr": values,
         "paired_differences": paired,
@@ -99,11 +96,10 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
         "baseline_val_curve_mean": curve_means,
         "baseline_plateaued": plateau(curve_means),
         "wall_seconds": time.perf_counter() - started,
-        "torch_threads": torch.get_num_threads(),
+        "hardware": hardware(experiment.device),
         # The machine's 1-minute load average at the end: above the core count, other jobs shared the cores
         # and wall_seconds is not a benchmark (the earliest records were made on a shared machine).
         "load_average": os.getloadavg()[0],
-        "cpus": os.cpu_count(),
     }
 
 
@@ -133,18 +129,25 @@ def scan_students(experiment: Experiment, names: list[str], epochs: int, lr: flo
     ]
 
 
+def load_log(path: Path = LOG) -> list[dict]:
+    """The search log's records, arms under their current names (older records: renamed, numbers as logged)."""
+    return rename_legacy(json.loads(path.read_text())) if path.exists() else []
+
+
 def write_markdown(records: list[dict], path: Path) -> None:
     lines = [
         "# Validation search log (generated by bench/evidence_search.py; do not edit by hand)",
         "",
         "Offline digits, validation split (200 images), mean over seeds; lr grid per arm "
-        f"{list(LR_GRID)}, each arm's best lr in brackets. Paired differences at the chosen lrs, 95% t-interval.",
+        f"{list(LR_GRID)}, each arm's best lr in brackets. Paired differences at the chosen lrs, with a 95% "
+        "t-interval only from 5 seeds or more (meal_lite.experiments.stats); every configuration here ran 3.",
         "",
         "Teachers v1: the teachers of the first records, trained with two threads; v2: trained with one thread",
-        "(meal_lite.training.workers), the teachers of the published numbers.",
+        "(meal_lite.training.workers), the teachers of the published numbers. Arms: "
+        + "; ".join(f"`{arm}` {ARM_LABELS[arm]}" for arm in ARMS) + ".",
         "",
         "| config | student | teachers | levers | seeds | epochs (baseline + continuation) | ensemble / best teacher | baseline (plateau?) "
-        "| control | KL only | MEAL V2 | MEAL V2 - control | KL only - control |",
+        "| ce | kl | meal | meal - ce | kl - ce |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     scans = [r for r in records if r.get("kind") == "student_scan"]
@@ -156,16 +159,16 @@ def write_markdown(records: list[dict], path: Path) -> None:
             return f"{sum(v[row]) / len(v[row]):.2f}"
 
         def diff(key: str) -> str:
-            d = p[key]
-            return f"{d['mean']:+.2f} [{d['t95'][0]:+.2f}, {d['t95'][1]:+.2f}]" if "t95" in d else f"{d['mean']:+.2f}"
+            interval = t_interval(p[key])  # the rule, not the interval an older record stored
+            return f"{p[key]['mean']:+.2f}" + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")
 
         lines.append(
             f"| {r['config']} | {r.get('student', 'mobilenetv3_small_050')} | v{r.get('teacher_recipe_version', 1)} | "
             f"{json.dumps(r['levers'])} | {r['settings']['seeds']} | "
             f"{r['settings']['baseline_epochs']} + {r['settings']['distill_epochs']} | "
             f"{r['teachers_val']['ensemble']:.1f} / {best:.1f} | {mean('baseline')} ({'yes' if r['baseline_plateaued'] else 'no'}) | "
-            f"{mean('control')} ({lr['control']}) | {mean('kl_only')} ({lr['kl_only']}) | {mean('meal_v2')} ({lr['meal_v2']}) | "
-            f"{diff('meal_v2-control')} | {diff('kl_only-control')} |"
+            f"{mean('ce')} ({lr['ce']}) | {mean('kl')} ({lr['kl']}) | {mean('meal')} ({lr['meal']}) | "
+            f"{diff('meal-ce')} | {diff('kl-ce')} |"
         )
     if scans:
         lines += [
@@ -195,7 +198,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("MEAL_LITE_PROFILE", "offline")
     experiment = Experiment(base_config("offline", [f"student.name={args.student}"] if args.student else []), verbose=True)
-    records = json.loads(LOG.read_text()) if LOG.exists() else []
+    records = load_log()
     if args.scan_students:
         records += scan_students(experiment, args.scan_students, args.baseline_epochs, PROFILE_SETTINGS["offline"].baseline_lr)
         LOG.write_text(json.dumps(records, indent=1) + "\n")

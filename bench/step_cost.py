@@ -29,7 +29,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from meal_lite.core.ensemble import TeacherEnsemble
 from meal_lite.data.loaders import build_loader, set_loader_epoch
 from meal_lite.models.factory import create_model
 from meal_lite.core.objective import Objective
+from meal_lite.experiments.record import hardware
 from meal_lite.training.softlabel_cache import generate_cache
 from meal_lite.data.softlabels import CachedCrops, CachedSoftLabels, SoftLabelCache
 from meal_lite.training.trainer import Trainer
@@ -219,8 +219,7 @@ def main() -> None:
         results[name] = run_scale(name, scale, args)
     results["bytes_per_crop"] = results[args.scales[0]]["bytes_per_crop"]
     results["imagenet_epoch_mb"] = IMAGENET_TRAIN_IMAGES * results["bytes_per_crop"] / 1e6
-    results["hardware"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "device": args.device, "torch": torch.__version__}
+    results["hardware"] = hardware(args.device)
     results["wall_seconds"] = time.perf_counter() - started
     print_table(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 validation data only, and `meal-lite dark-knowledge` end to end on tiny settings."""
 
 import json
+import math
 
 import matplotlib.pyplot as plt
 import pytest
@@ -11,9 +12,11 @@ from meal_lite import cli
 from meal_lite.core.ensemble import StoredTeacherOutputs
 from meal_lite.experiments import bias
 from meal_lite.experiments.dark_knowledge import (
-    METRICS,
+    HELD_OUT_METRICS,
     DarkKnowledgeSettings,
+    PrecomputedViews,
     TransferSet,
+    held_out_mass,
     precompute_views,
     run_dark_knowledge,
 )
@@ -61,11 +64,34 @@ def test_choose_bias_on_a_hand_computed_example():
     assert bias.accuracies(logits5, labels5, 2, 0.0) == pytest.approx((0.0, 40.0))
 
 
-def test_paired_difference_has_a_student_t_interval():
-    d = bias.paired_difference([3.0, 5.0, 7.0], [1.0, 1.0, 1.0])
-    assert d["values"] == [2.0, 4.0, 6.0] and d["mean"] == 4.0 and d["std"] == 2.0
-    half = 4.302652729911275 * 2.0 / 3**0.5  # t(0.975, 2 dof) * sd / sqrt(n)
-    assert d["ci95"] == pytest.approx([4.0 - half, 4.0 + half])
+def test_held_out_mass_by_hand():
+    # 2 views (a 0 and a 1), 2 epochs, 2 teachers, 3 classes; class 2 is the held-out one. Logits are logs
+    # of whole numbers, so softmax(z) is a ratio of them and softmax(z / 2) a ratio of their square roots.
+    log = lambda *xs: [math.log(x) for x in xs]  # noqa: E731
+    epoch0 = [[log(6, 3, 1), log(2, 1, 1)],   # view 0 (a 0): P(2) = 1/10 and 1/4 at T = 1
+              [log(1, 8, 1), log(1, 1, 2)]]   # view 1 (a 1): P(2) = 1/10 and 2/4
+    epoch1 = [[[0.0] * 3] * 2] * 2            # all-equal logits: P(2) = 1/3 at any T
+    data = PrecomputedViews([None, None], torch.zeros(2, 2, 1), torch.tensor([0, 1]), torch.tensor([epoch0, epoch1]))
+    mass = held_out_mass(data, 2, [1.0, 2.0])
+    r2, r3, r6, r8 = (math.sqrt(x) for x in (2, 3, 6, 8))
+    by_hand = {  # per view: the mean over the two teachers of their P(class 2)
+        "T1": {"0": ((1 / 10 + 1 / 4) / 2 + 1 / 3) / 2, "1": ((1 / 10 + 2 / 4) / 2 + 1 / 3) / 2},
+        "T2": {"0": ((1 / (r6 + r3 + 1) + 1 / (r2 + 2)) / 2 + 1 / 3) / 2, "1": ((1 / (r8 + 2) + r2 / (r2 + 2)) / 2 + 1 / 3) / 2},
+    }
+    assert set(mass) == {"T1", "T2"}
+    for key, digits in by_hand.items():
+        total = sum(digits.values())  # one view of each digit per epoch: the total mass is the sum of the two means
+        assert mass[key]["temperature"] == float(key[1:])
+        assert mass[key]["by_digit"] == pytest.approx(digits, rel=1e-6)
+        assert mass[key]["mean"] == pytest.approx(total / 2, rel=1e-6)
+        assert mass[key]["share"] == pytest.approx({d: v / total for d, v in digits.items()}, rel=1e-6)
+
+
+def test_a_temperature_that_is_not_positive_is_refused_before_training():
+    with pytest.raises(ConfigError, match="temperature must be positive, got -1.0"):
+        DarkKnowledgeSettings(temperatures=(1.0, -1.0))
+    with pytest.raises(ConfigError, match="No temperature"):
+        DarkKnowledgeSettings(temperatures=())
 
 
 def test_stored_views_and_teacher_outputs_are_what_the_ensemble_gives(tiny_teachers):
@@ -131,7 +157,7 @@ def test_the_bias_is_chosen_without_reading_the_test_split(tiny_teachers, monkey
     # The guard works: reading the test split before any choice raises.
     with pytest.raises(AssertionError, match="before the bias was chosen"):
         experiment.datasets["test"][0]
-    settings = DarkKnowledgeSettings(seeds=1, epochs=1, temperatures=(4.0,), meal_v2=False, workers=1)
+    settings = DarkKnowledgeSettings(seeds=1, epochs=1, temperatures=(4.0,), meal=False, workers=1)
     report = run_dark_knowledge(experiment, settings)
     assert len(chosen) == 2  # one choice per student (ce, kl_T4)
     assert gate.test_reads == 2 * len(experiment.datasets["test"])
@@ -143,11 +169,11 @@ def test_dark_knowledge_cli_writes_every_row(tiny_teachers, tmp_path, capsys):
     assert cli.main(["dark-knowledge", "--out", str(out), "--seeds", "2", "--epochs", "1", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    arms = ["ce", "kl_T1", "kl_T2", "kl_T4", "kl_T8", "meal_v2"]
+    arms = ["ce", "kl_T1", "kl_T2", "kl_T4", "kl_T8", "meal"]
     test_threes = DigitsDataset("test").targets.count(3)
     for arm in arms:
         assert arm in printed
-        for metric in METRICS:
+        for metric in HELD_OUT_METRICS:
             row = results[arm][metric]
             assert set(row) == {"mean", "std", "values"} and len(row["values"]) == 2
             assert row["mean"] == pytest.approx(sum(row["values"]) / 2)
@@ -161,21 +187,35 @@ def test_dark_knowledge_cli_writes_every_row(tiny_teachers, tmp_path, capsys):
             diff = results["paired_differences"][f"{arm}-ce"][metric]
             expected = [a - b for a, b in zip(results[arm][metric]["values"], results["ce"][metric]["values"])]
             assert diff["values"] == pytest.approx(expected)
-            assert diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
+            assert diff["ci95"] is None  # two seeds: no interval (meal_lite.experiments.stats' rule)
+    assert printed.count("too few seeds to tell (2 seeds; an interval needs at least 5)") == 2 * (len(arms) - 1)
+    details = results["details"]
+    assert details["command"] == f"meal-lite dark-knowledge --out {out} --seeds 2 --epochs 1 --workers 1"
+    assert details["date"][:2] == "20" and details["hardware"]["cpus"] >= 1
+    # The mass on class 3, recomputed here from the one epoch's views: mean over teachers of softmax(z / T)[3].
+    teachers = digits_ensemble(verbose=False)
+    transfer = TransferSet(Experiment(base_config("offline"), verbose=False, teachers=False).datasets["train"], 3)
+    views = SeededViews(transfer, DarkKnowledgeSettings().view_seed)
+    images = torch.stack([views.view(i, 0)[0] for i in range(len(transfer))])
+    labels = torch.tensor(transfer.targets)
+    with torch.no_grad():
+        logits = [torch.cat(z) for z in zip(*(teachers.teacher_outputs(images[s : s + 256]) for s in range(0, len(images), 256)))]
     assert set(results["mass"]) == {"T1", "T2", "T4", "T8"}
-    masses = [results["mass"][k]["mean"] for k in ("T1", "T2", "T4", "T8")]
-    # Softening moves every target toward uniform: the T = 8 mass on the absent class is nearer 1/10
-    # than the T = 1 mass (trained teachers start below 1/10 and rise; these one-epoch ones may not).
-    assert all(0 < m < 1 for m in masses) and abs(masses[-1] - 0.1) <= abs(masses[0] - 0.1)
-    assert sum(results["mass"]["T1"]["share"].values()) == pytest.approx(1.0)
-    assert "3" not in results["mass"]["T1"]["by_digit"]
+    for t in (1, 2, 4, 8):
+        p3 = torch.stack([torch.softmax(z.double() / t, dim=1)[:, 3] for z in logits]).mean(0)
+        mass = results["mass"][f"T{t}"]
+        assert mass["mean"] == pytest.approx(p3.mean().item(), rel=1e-4)
+        assert sorted(mass["by_digit"]) == [str(d) for d in range(10) if d != 3]
+        for d, value in mass["by_digit"].items():
+            assert value == pytest.approx(p3[labels == int(d)].mean().item(), rel=1e-4)
+            assert mass["share"][d] == pytest.approx(p3[labels == int(d)].sum().item() / p3.sum().item(), rel=1e-4)
     image = plt.imread(out / "held_out_vs_T.png")
     assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
 
 
 def test_worker_processes_train_exactly_what_one_process_trains(tiny_teachers):
     experiment = Experiment(base_config("offline"), verbose=False)
-    settings = dict(seeds=1, epochs=1, temperatures=(2.0,), meal_v2=False)
+    settings = dict(seeds=1, epochs=1, temperatures=(2.0,), meal=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers' thread count, so that float sums run in the same order
     try:

@@ -12,36 +12,62 @@ from meal_lite.config.schema import Config
 from meal_lite.data.digits import DigitsDataset
 from meal_lite.core.ensemble import EnsembleOutput
 from meal_lite.errors import ConfigError
-from meal_lite.experiments.inherited import agreement, mistake_similarity, reliability_curve, target_entropy
+from meal_lite.experiments.inherited import agreement, collect_outputs, confusion_matrix, inheritance_report, mistake_similarity, reliability_curve
 from meal_lite.core.objective import Objective, make_mix
 from meal_lite.training.digits_teachers import DIGITS_TEACHERS, TeacherRecipe, recipe_key, teacher_config
-from meal_lite.experiments.protocol import (
-    PROFILE_SETTINGS,
-    ProtocolSettings,
-    continuation_config,
-    paired_differences,
-    run_config,
-)
+from meal_lite.experiments.arms import arm_label, arm_objective, rename_legacy
+from meal_lite.experiments.protocol import PAIRS, PROFILE_SETTINGS, ProtocolSettings, continuation_config, run_config
 from meal_lite.core.ensemble import SharedTargets
-from meal_lite.experiments.stats import t_interval
+from meal_lite.experiments.stats import interval_text, paired_differences, summarize, t_interval, verdict
+from meal_lite.training.trainer import Trainer
 
 
 def test_t_interval_matches_hand_computation():
-    # values 1, 2, 3: mean 2, sample std 1, t(0.975, 2) = 4.302652729911275
-    low, high = t_interval({"mean": 2.0, "std": 1.0, "values": [1.0, 2.0, 3.0]})
-    half = 4.302652729911275 / math.sqrt(3)
-    assert low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
-    with pytest.raises(ValueError):
-        t_interval({"mean": 1.0, "std": 0.0, "values": [1.0]})
+    # values 1..5: mean 3, sample std sqrt(2.5), t(0.975, 4) = 2.7764451051977987 (a t table's 2.776)
+    low, high = t_interval(summarize([1.0, 2.0, 3.0, 4.0, 5.0]))
+    half = 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5)
+    assert low == pytest.approx(3 - half, rel=1e-12) and high == pytest.approx(3 + half, rel=1e-12)
+    assert (round(low, 4), round(high, 4)) == (1.0368, 4.9632)
+
+
+def test_no_interval_and_no_verdict_from_fewer_than_five_seeds_or_zero_spread():
+    four = summarize([1.0, 2.0, 3.0, 4.0])
+    assert t_interval(four) is None
+    assert verdict(four, "MEAL V2", "the control") == (
+        "MEAL V2 is 2.50 points ahead of the control on average over 4 seeds: "
+        "too few seeds to tell (4 seeds; an interval needs at least 5).")
+    flat = summarize([-0.2] * 5)  # chapter 5 once printed "[-0.20, -0.20]: the interval lies below zero" from this
+    assert t_interval(flat) is None and "zero spread" in interval_text(flat)
+    assert verdict(flat, "MEAL V2", "the control").startswith("MEAL V2 is 0.20 points behind the control on average over 5 seeds: too few seeds to tell")
+    above = summarize([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert verdict(above, "kl", "ce", digits=2) == (
+        "kl is 3.00 points ahead of ce on average over 5 seeds (95% t-interval [+1.04, +4.96]): "
+        "the interval lies above zero, so kl is ahead of ce.")
+    assert verdict(summarize([-1.0, 1.0, 0.5, -0.5, 0.0]), "kl", "ce").endswith("cannot tell kl apart from ce.")
 
 
 def test_paired_differences_per_seed():
-    values = {"control": [90.0, 91.0], "kl_only": [91.0, 91.5], "meal_v2": [92.0, 90.0]}
-    paired = paired_differences(values)
-    assert paired["meal_v2-control"]["values"] == [2.0, -1.0]
-    assert paired["kl_only-control"]["values"] == [1.0, 0.5]
-    assert paired["meal_v2-kl_only"]["values"] == [1.0, -1.5]
-    assert paired["kl_only-control"]["std"] == pytest.approx(math.sqrt(0.125))
+    values = {"ce": [90.0, 91.0], "kl": [91.0, 91.5], "meal": [92.0, 90.0]}
+    paired = paired_differences(values, PAIRS)
+    assert list(paired) == ["meal-ce", "kl-ce", "meal-kl"]
+    assert paired["meal-ce"]["values"] == [2.0, -1.0]
+    assert paired["kl-ce"]["values"] == [1.0, 0.5]
+    assert paired["meal-kl"]["values"] == [1.0, -1.5]
+    assert paired["kl-ce"]["std"] == pytest.approx(math.sqrt(0.125))
+    assert paired_differences({"ce": [1.0], "kl": []}, PAIRS) == {}  # an arm that did not run: no pair
+
+
+def test_arm_names_labels_and_the_legacy_log():
+    assert [arm_objective(a) for a in ("ce", "kl", "meal", "kl_T4", "kl_T0.5")] == [
+        ("ce", 1.0), ("kl", 1.0), ("meal", 1.0), ("kl", 4.0), ("kl", 0.5)]
+    with pytest.raises(ConfigError, match="Unknown arm 'meal_v2'"):
+        arm_objective("meal_v2")
+    assert arm_label("kl_T4") == "KL to the ensemble, T = 4"
+    assert arm_label("meal-ce") == "MEAL V2 (KL + discriminator) minus control (CE on labels)"
+    old = {"chosen_lr": {"control": 0.003, "kl_only": 0.01}, "paired_differences": {"meal_v2-control": {"values": [0.5]}},
+           "records": [{"meal_v2-kl_only": 1}], "R=1-online": 2}
+    assert rename_legacy(old) == {"chosen_lr": {"ce": 0.003, "kl": 0.01}, "paired_differences": {"meal-ce": {"values": [0.5]}},
+                                  "records": [{"meal-kl": 1}], "R=1-online": 2}
 
 
 def test_run_config_levers_land_in_their_sections():
@@ -57,17 +83,25 @@ def test_run_config_levers_land_in_their_sections():
 
 
 def test_continuation_config_uses_each_arms_lr_and_shared_levers():
-    settings = ProtocolSettings(lrs={"control": 0.003, "meal_v2": 0.03}, distill_lr=0.01, augment_strength="strong")
-    cfgs = {row: continuation_config(Config(), settings, row, seed=2) for row in ("control", "kl_only", "meal_v2")}
+    settings = ProtocolSettings(lrs={"ce": 0.003, "meal": 0.03}, distill_lr=0.01, augment_strength="strong")
+    cfgs = {row: continuation_config(Config(), settings, row, seed=2) for row in ("ce", "kl", "meal")}
     assert [cfgs[r].optim.lr for r in cfgs] == [0.003, 0.01, 0.03]
     assert [cfgs[r].loss.objective for r in cfgs] == ["ce", "kl", "meal"]
     assert {cfgs[r].data.augment_strength for r in cfgs} == {"strong"}
     assert {cfgs[r].train.seed for r in cfgs} == {1002}
 
 
-def test_profile_settings_reproduce_the_official_discriminator_lr():
-    assert PROFILE_SETTINGS["offline"].disc_lr_follows_student is True
-    assert PROFILE_SETTINGS["offline"].seeds >= 5
+def test_the_offline_meal_continuation_trains_its_discriminator_at_the_students_lr():
+    # The official code's per-epoch overwrite, which the offline protocol reproduces: after an epoch's start
+    # the discriminator's param group holds the student's lr (the profile's 0.003), not discriminator.lr.
+    cfg = continuation_config(Config(), PROFILE_SETTINGS["offline"], "meal", seed=0)
+    cfg.train.device, cfg.train.amp, cfg.train.progress = "cpu", "off", False
+    assert cfg.discriminator.lr != 0.003
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    trainer = Trainer(Objective.from_config(student, CountingSource(), cfg, 3), [(torch.randn(4, 1, 2, 2), torch.tensor([0, 1, 2, 0]))],
+                      None, cfg=cfg, verbose=False)
+    metrics = trainer.train_one_epoch(0)
+    assert (metrics["lr"], metrics["disc_lr"]) == (0.003, 0.003)
 
 
 class CountingSource:
@@ -102,7 +136,7 @@ def test_strong_augmentation_moves_pixels_further_than_mild():
     dist = {name: np.mean([(ds[i][0] - plain[i][0]).abs().mean().item() for i in range(64)]) for name, ds in
             (("mild", mild), ("strong", strong))}
     assert dist["strong"] > dist["mild"] > 0
-    with pytest.raises(ConfigError, match="augment_strength 'wild'"):
+    with pytest.raises(ConfigError, match="'data.augment_strength' must be one of mild, strong, but was given 'wild'"):
         DigitsDataset("train", augment=True, strength="wild")
 
 
@@ -149,19 +183,20 @@ def test_calibration_by_hand():
     assert perfect["ece"] == pytest.approx(0.0)
 
 
-def test_agreement_entropy_and_mistakes_by_hand():
+def test_agreement_confusions_and_mistakes_by_hand():
     ens = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7], [0.6, 0.3, 0.1]])
     labels = torch.tensor([0, 1, 2, 0])
     student = torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7], [0.2, 0.3, 0.5]])
     assert agreement(student, ens) == pytest.approx(50.0)
-    ent = target_entropy(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
-    assert ent[0].item() == pytest.approx(0.0) and ent[1].item() == pytest.approx(math.log(2))
     m = mistake_similarity(student, labels, ens)
     assert m["mistakes"] == 2
     assert m["confusions"][0, 1] == 1 and m["confusions"][0, 2] == 1 and m["confusions"].trace() == 0
     # image 0's mistake (class 1) is the ensemble's second choice; image 3's (class 2) is its third
     assert m["on_ensemble_second"] == pytest.approx(50.0)
     assert m["similarity"][0, 1] == pytest.approx(0.25) and m["similarity"][0, 0] == 0
+    # The full confusion matrix (diagonal included): rows are true classes 0, 1, 2; columns predictions.
+    full = confusion_matrix(student.argmax(1).numpy(), labels.numpy(), 3)
+    assert full.tolist() == [[0, 1, 1], [0, 1, 0], [0, 0, 1]]
 
 
 def test_teacher_recipes_reach_their_optimiser():
@@ -172,19 +207,25 @@ def test_teacher_recipes_reach_their_optimiser():
     assert recipe_key(TeacherRecipe("resnet10t"), 32) != recipe_key(TeacherRecipe("resnet10t", optimizer="adamw"), 32)
 
 
-def test_inheritance_report_with_precomputed_reference_is_the_same():
-    from meal_lite.experiments.inherited import collect_outputs, inheritance_report
+def test_inheritance_report_by_hand():
+    # A student that picks the largest input, an ensemble that picks the largest of the inputs rotated by one
+    # class; six images whose top-1, agreement and mistakes are counted by hand.
+    images = torch.tensor([[3.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 3.0], [3.0, 0.0, 1.0], [0.0, 1.0, 3.0], [1.0, 3.0, 0.0]])
+    labels = torch.tensor([0, 1, 2, 0, 0, 0])
+    data = [(images[:4], labels[:4]), (images[4:], labels[4:])]
+    student = torch.nn.Linear(3, 3)
+    with torch.no_grad():
+        student.weight.copy_(torch.eye(3))
+        student.bias.zero_()
 
-    torch.manual_seed(0)
-    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
-    student = torch.nn.Linear(4, 3)
-
-    class Ensemble:
+    class Ensemble:  # class j gets input j + 1 (mod 3): its top class is the student's minus one (mod 3)
         def targets(self, images, batch=None):
-            return EnsembleOutput(probs=torch.softmax(images[:, :3] * 2, dim=1))
+            return EnsembleOutput(probs=torch.softmax(images[:, [1, 2, 0]] * 4, dim=1))
 
-    ensemble = Ensemble()
-    plain = inheritance_report({"s": student}, ensemble, data)
-    reused = inheritance_report({"s": student}, ensemble, data, reference=collect_outputs(ensemble, data))
+    # student predicts 0, 1, 2, 0, 2, 1 -> right on images 0-3: 4 of 6; the ensemble predicts 2, 0, 1, 2, 1, 0:
+    # right on image 5 only; the two never agree.
+    plain = inheritance_report({"s": student}, Ensemble(), data)
+    assert plain["s"]["top1"] == pytest.approx(100 * 4 / 6) and plain["ensemble"]["top1"] == pytest.approx(100 / 6)
+    assert plain["s"]["agreement"] == 0.0 and plain["s"]["mistakes"] == 2
+    reused = inheritance_report({"s": student}, Ensemble(), data, reference=collect_outputs(Ensemble(), data))
     assert plain == reused
-    assert plain["s"]["agreement"] == pytest.approx(agreement(collect_outputs(student, data)[0], collect_outputs(ensemble, data)[0]))

@@ -1,5 +1,7 @@
 """Experiments built on the package: the book's protocol, dark knowledge, cache study, statistics.
 
+- :mod:`~meal_lite.experiments.arms` -- the arms ``ce``, ``kl``, ``meal`` (named by their objective) and
+  their display labels;
 - :mod:`~meal_lite.experiments.protocol` and :mod:`~meal_lite.experiments.demo` -- does boosting beat
   more training on labels? (``meal-lite demo``);
 - :mod:`~meal_lite.experiments.dark_knowledge`, :mod:`~meal_lite.experiments.dark_knowledge_report`,
@@ -7,7 +9,9 @@
 - :mod:`~meal_lite.experiments.cache_study` -- accuracy against the number of cached crops;
 - :mod:`~meal_lite.experiments.inherited` -- what a student inherits beyond top-1;
 - :mod:`~meal_lite.experiments.plots` -- matplotlib figures shared by the demo and the book;
-- :mod:`~meal_lite.experiments.stats` -- summaries over seeds, paired differences, intervals, verdicts.
+- :mod:`~meal_lite.experiments.stats` -- summaries over seeds, paired differences, and the one rule for
+  intervals and verdicts;
+- :mod:`~meal_lite.experiments.record` -- the hardware, command and date a result was made with.
 """
 
 from meal_lite.lazy import lazy_exports
@@ -16,12 +20,18 @@ _EXPORTS = {
     "accuracies": "meal_lite.experiments.bias",
     "accuracy_vs_crops": "meal_lite.experiments.cache_study",
     "agreement": "meal_lite.experiments.inherited",
+    "ARM_COLORS": "meal_lite.experiments.plots",
     "arm_config": "meal_lite.experiments.dark_knowledge",
+    "arm_label": "meal_lite.experiments.arms",
+    "ARM_LABELS": "meal_lite.experiments.arms",
     "arm_names": "meal_lite.experiments.dark_knowledge",
+    "arm_objective": "meal_lite.experiments.arms",
+    "ARMS": "meal_lite.experiments.arms",
     "base_config": "meal_lite.experiments.protocol",
     "BOOK_SETTINGS": "meal_lite.experiments.protocol",
     "choose_bias": "meal_lite.experiments.bias",
     "collect_outputs": "meal_lite.experiments.inherited",
+    "confusion_matrix": "meal_lite.experiments.inherited",
     "continuation_config": "meal_lite.experiments.protocol",
     "CONTINUATIONS": "meal_lite.experiments.protocol",
     "dark_knowledge_table": "meal_lite.experiments.dark_knowledge_report",
@@ -31,12 +41,21 @@ _EXPORTS = {
     "every_nth": "meal_lite.experiments.cache_study",
     "Experiment": "meal_lite.experiments.protocol",
     "FreshCrops": "meal_lite.experiments.cache_study",
+    "hardware": "meal_lite.experiments.record",
     "held_out_mass": "meal_lite.experiments.dark_knowledge",
+    "HELD_OUT_METRICS": "meal_lite.experiments.dark_knowledge",
     "inheritance_report": "meal_lite.experiments.inherited",
-    "METRICS": "meal_lite.experiments.dark_knowledge",
+    "interval_text": "meal_lite.experiments.stats",
+    "judge": "meal_lite.experiments.stats",
+    "kl_arm": "meal_lite.experiments.arms",
+    "LEGACY_ARMS": "meal_lite.experiments.arms",
+    "MIN_SEEDS": "meal_lite.experiments.stats",
     "mistake_similarity": "meal_lite.experiments.inherited",
-    "paired_difference": "meal_lite.experiments.bias",
-    "paired_differences": "meal_lite.experiments.protocol",
+    "no_interval_reason": "meal_lite.experiments.stats",
+    "pair_key": "meal_lite.experiments.arms",
+    "paired_differences": "meal_lite.experiments.stats",
+    "PAIRED_METRICS": "meal_lite.experiments.dark_knowledge",
+    "PAIRS": "meal_lite.experiments.protocol",
     "plot_confusion": "meal_lite.experiments.plots",
     "plot_demo_curves": "meal_lite.experiments.plots",
     "plot_held_out": "meal_lite.experiments.dark_knowledge_report",
@@ -46,10 +65,12 @@ _EXPORTS = {
     "prepare_experiment": "meal_lite.experiments.protocol",
     "PROFILE_SETTINGS": "meal_lite.experiments.protocol",
     "ProtocolSettings": "meal_lite.experiments.protocol",
+    "provenance": "meal_lite.experiments.record",
+    "read_dark_knowledge_results": "meal_lite.experiments.dark_knowledge_report",
+    "read_demo_results": "meal_lite.experiments.demo",
     "reliability_curve": "meal_lite.experiments.inherited",
+    "rename_legacy": "meal_lite.experiments.arms",
     "results_json": "meal_lite.experiments.dark_knowledge_report",
-    "ROW_COLORS": "meal_lite.experiments.plots",
-    "ROW_LABELS": "meal_lite.experiments.plots",
     "ROWS": "meal_lite.experiments.protocol",
     "run_command": "meal_lite.experiments.dark_knowledge_report",
     "run_config": "meal_lite.experiments.protocol",
@@ -58,11 +79,12 @@ _EXPORTS = {
     "run_protocol": "meal_lite.experiments.protocol",
     "score_student": "meal_lite.experiments.bias",
     "split_logits": "meal_lite.experiments.bias",
+    "split_pair": "meal_lite.experiments.arms",
     "summarize": "meal_lite.experiments.stats",
     "t_interval": "meal_lite.experiments.stats",
-    "target_entropy": "meal_lite.experiments.inherited",
     "train_arms": "meal_lite.experiments.dark_knowledge",
     "TransferSet": "meal_lite.experiments.dark_knowledge",
+    "verdict": "meal_lite.experiments.stats",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,6 @@ A student that never saw a class labelled often ranks it second or third where i
 logit for that class is systematically too low. Hinton, Vinyals & Dean (2015) raised it by a constant
 chosen without test data. :func:`choose_bias` picks that constant from VALIDATION logits and labels
 alone (it is given nothing else), and :func:`score_student` reads the test split only after the choice.
-:func:`paired_difference` compares two arms seed by seed, with a Student-t interval on the mean.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from torch.utils.data import Dataset
 from meal_lite.errors import ConfigError
 from meal_lite.data.loaders import build_loader
 from meal_lite.training.evaluate import collect_logits
-from meal_lite.experiments.stats import summarize, t_interval
 
-__all__ = ["split_logits", "accuracies", "choose_bias", "score_student", "paired_difference"]
+__all__ = ["split_logits", "accuracies", "choose_bias", "score_student"]
 
 
 def split_logits(model: nn.Module, dataset: Dataset, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +54,7 @@ def choose_bias(val_logits: torch.Tensor, val_labels: torch.Tensor, held_out: in
 
 
 def score_student(model: nn.Module, val_set: Dataset, test_set: Dataset, held_out: int, grid: Sequence[float], device: Any = "cpu") -> dict:
-    """The four :data:`METRICS` and the chosen bias of one student: the bias from ``val_set``, THEN the test split."""
+    """The four :data:`~meal_lite.experiments.dark_knowledge.HELD_OUT_METRICS` and the chosen bias of one student: the bias from ``val_set``, THEN the test split."""
     val_logits, val_labels = split_logits(model, val_set, device)
     bias = choose_bias(val_logits, val_labels, held_out, grid)
     test_logits, test_labels = split_logits(model, test_set, device)  # read only after the choice
@@ -64,10 +62,3 @@ def score_student(model: nn.Module, val_set: Dataset, test_set: Dataset, held_ou
     held_b, overall_b = accuracies(test_logits, test_labels, held_out, bias)
     return {"held_out_acc": held, "held_out_acc_bias": held_b, "overall_acc": overall, "overall_acc_bias": overall_b, "bias": bias}
 
-
-def paired_difference(values: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> dict:
-    """Per-seed ``values - baseline``: ``{mean, std, values, ci95}`` with a Student-t interval on the mean
-    (:func:`meal_lite.experiments.stats.t_interval`; NaN bounds for a single seed)."""
-    summary = summarize([a - b for a, b in zip(values, baseline)])
-    interval = list(t_interval(summary, confidence)) if len(summary["values"]) > 1 else [float("nan"), float("nan")]
-    return {**summary, "ci95": interval}

@@ -22,21 +22,19 @@ measured on the held-out test split.
 from __future__ import annotations
 
 import copy
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from torch.utils.data import Dataset
 
 from meal_lite.data.datasets import DatasetSplits
 from meal_lite.errors import ConfigError
 from meal_lite.data.loaders import SeededViews
 from meal_lite.experiments.protocol import Experiment, run_config
-from meal_lite.experiments.stats import summarize
+from meal_lite.experiments.record import hardware
+from meal_lite.experiments.stats import paired_differences, summarize
 from meal_lite.training.assemble import train_student
 from meal_lite.training.softlabel_cache import generate_cache
 from meal_lite.data.softlabels import CropSpec, base_item, crop_spec, draw_crop, render_crop, replay_cache
@@ -127,9 +125,7 @@ def accuracy_vs_crops(
             values[row].append(experiment.evaluate(trainer.student.eval())["top1"])
         experiment.log(f"  seed {seed}: " + ", ".join(f"{row} {values[row][-1]:.2f}" for row in rows)
                        + f"  ({time.perf_counter() - started:.0f} s)")
-    paired = {}
-    if online:
-        paired = {f"{row}-online": summarize([a - b for a, b in zip(values[row], values["online"])]) for row in rows[1:]}
+    paired = paired_differences(values, [(row, "online") for row in rows[1:]]) if online else {}
     return {
         "metric": f"top-1 (%) on the held-out '{experiment.eval_split}' split; std is the sample std over seeds",
         "rows": {row: summarize(values[row]) for row in rows},
@@ -140,7 +136,6 @@ def accuracy_vs_crops(
                      "student": base.student.name, "teachers": list(experiment.teachers.teacher_names),
                      "crop": crop_spec(datasets["train"], datasets.data_config).as_dict()},
         "bytes_per_crop": manifests[crops[0]]["bytes_per_crop"],
-        "hardware": {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                     "torch": torch.__version__},
+        "hardware": hardware(experiment.device),
         "wall_seconds": time.perf_counter() - started,
     }

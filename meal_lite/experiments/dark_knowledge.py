@@ -18,8 +18,9 @@ The experiment, on the offline digits with the cached teachers (trained on all t
    initial weights and the batch order, not the views;
 3. per seed, from-scratch students of the configured architecture, on identical batches, with the
    package's :class:`~meal_lite.core.objective.Objective` and :meth:`~meal_lite.training.trainer.Trainer.train_step`:
-   ``ce`` (labels of the transfer set), ``kl_T<t>`` (soft cross-entropy to the ensemble at temperature
-   ``t``, Hinton's ``T**2`` scaling) and ``meal_v2`` (soft cross-entropy at T = 1 plus the discriminator).
+   the arms of :mod:`meal_lite.experiments.arms`: ``ce`` (labels of the transfer set), ``kl_T<t>`` (the
+   ``kl`` arm at temperature ``t``: soft cross-entropy to the ensemble, Hinton's ``T**2`` scaling) and
+   ``meal`` (soft cross-entropy at T = 1 plus the discriminator, MEAL V2).
    The arms of a seed run side by side in one loop over one loader (:func:`train_arms`); on a CPU, groups
    of arms run in worker processes with one thread each, because these small students use a second
    thread poorly and a second process well (``bench/dark_knowledge_cost.py`` measures both);
@@ -27,7 +28,8 @@ The experiment, on the offline digits with the cached teachers (trained on all t
    logit. The bias is chosen by :func:`~meal_lite.experiments.bias.choose_bias` from VALIDATION logits only (the value that
    maximises validation accuracy over a grid); the test split is read only after the choice
    (:func:`~meal_lite.experiments.bias.score_student`). Every arm gets the same treatment, ``ce`` included, and the report gives the
-   paired difference (distilled minus ``ce``, after the bias) with a 95% t-interval.
+   paired difference (distilled minus ``ce``, after the bias) with a 95% t-interval where
+   :mod:`meal_lite.experiments.stats`' rule allows one (5 seeds or more, a nonzero spread).
 
 :func:`run_dark_knowledge` runs it all and returns the report; :mod:`meal_lite.experiments.dark_knowledge_report` is
 the command (``meal-lite dark-knowledge``) that prints, writes and plots it.
@@ -36,8 +38,6 @@ the command (``meal-lite dark-knowledge``) that prints, writes and plots it.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import resource
 import time
 from concurrent.futures import as_completed
@@ -48,21 +48,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from meal_lite.experiments.bias import paired_difference, score_student
+from meal_lite.experiments.arms import arm_objective, kl_arm
+from meal_lite.experiments.bias import score_student
 from meal_lite.config.schema import Config
 from meal_lite.core.ensemble import StoredTeacherOutputs, TeacherEnsemble, average_teachers
-from meal_lite.core.objective import soft_targets
 from meal_lite.errors import ConfigError
 from meal_lite.data.loaders import SeededViews, build_loader
-from meal_lite.core.objective import Objective
+from meal_lite.core.losses import soften
+from meal_lite.core.objective import Objective, soft_targets
 from meal_lite.experiments.protocol import Experiment, run_config
-from meal_lite.experiments.stats import summarize
+from meal_lite.experiments.record import hardware
+from meal_lite.experiments.stats import paired_differences, summarize, t_interval
 from meal_lite.training.assemble import build_student, seed_everything
 from meal_lite.training.trainer import Trainer
 from meal_lite.training.workers import cpu_pool, resolve_workers
 
 __all__ = [
-    "METRICS",
+    "HELD_OUT_METRICS",
+    "PAIRED_METRICS",
     "DarkKnowledgeSettings",
     "arm_names",
     "TransferSet",
@@ -75,8 +78,10 @@ __all__ = [
     "run_dark_knowledge",
 ]
 
-#: The four numbers reported per student (percent of the test split).
-METRICS = ("held_out_acc", "held_out_acc_bias", "overall_acc", "overall_acc_bias")
+#: The four numbers reported per student (percent of the test split); the bias chosen is reported beside them.
+HELD_OUT_METRICS = ("held_out_acc", "held_out_acc_bias", "overall_acc", "overall_acc_bias")
+#: The metrics whose paired differences with ``ce`` the report gives (after the bias: the fair comparison).
+PAIRED_METRICS = ("held_out_acc_bias", "overall_acc_bias")
 
 
 @dataclass
@@ -89,7 +94,7 @@ class DarkKnowledgeSettings:
     lr: float = 0.05
     batch_size: int = 64
     temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
-    meal_v2: bool = True
+    meal: bool = True  # the meal arm (MEAL V2) beside the kl sweep
     # The augmented views are drawn with this seed, the same for every arm and every seed.
     view_seed: int = 0
     # Candidate biases for the held-out logit: start, stop (inclusive), step.
@@ -101,10 +106,12 @@ class DarkKnowledgeSettings:
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.epochs < 1 or self.batch_size < 2:
             raise ConfigError("dark-knowledge needs seeds >= 1, epochs >= 1 and batch_size >= 2; raise the value given.")
-        if not self.temperatures or any(not t > 0 for t in self.temperatures):
-            raise ConfigError(f"The temperatures must be positive numbers, got {self.temperatures!r}; use e.g. 1 2 4 8.")
+        if not self.temperatures:
+            raise ConfigError("No temperature was given for the kl arms; give at least one, e.g. 1 2 4 8.")
+        for t in self.temperatures:
+            soften(torch.zeros(1), t)  # the one temperature check (ConfigError), before anything trains
         self.temperatures = tuple(float(t) for t in self.temperatures)
-        self.arms = arm_names(self.temperatures, self.meal_v2)
+        self.arms = arm_names(self.temperatures, self.meal)
 
     def grid(self) -> np.ndarray:
         start, stop, step = self.bias_grid
@@ -113,10 +120,10 @@ class DarkKnowledgeSettings:
         return start + step * np.arange(int(math.floor((stop - start) / step + 1e-9)) + 1)
 
 
-def arm_names(temperatures: Sequence[float], meal_v2: bool = True) -> tuple[str, ...]:
-    """``("ce", "kl_T1", "kl_T2", ..., "meal_v2")``: the rows of the report, in order."""
-    names = ["ce"] + [f"kl_T{t:g}" for t in temperatures]
-    return tuple(names + ["meal_v2"] if meal_v2 else names)
+def arm_names(temperatures: Sequence[float], meal: bool = True) -> tuple[str, ...]:
+    """``("ce", "kl_T1", "kl_T2", ..., "meal")``: the rows of the report, in order."""
+    names = ["ce"] + [kl_arm(t) for t in temperatures]
+    return tuple(names + ["meal"] if meal else names)
 
 
 class TransferSet(Dataset):
@@ -213,14 +220,7 @@ def held_out_mass(data: PrecomputedViews, held_out: int, temperatures: Sequence[
 
 def arm_config(cfg: Config, arm: str, settings: DarkKnowledgeSettings, seed: int) -> Config:
     """The run configuration of one arm: its objective and temperature, the settings' schedule."""
-    if arm == "ce":
-        objective, temperature = "ce", 1.0
-    elif arm == "meal_v2":
-        objective, temperature = "meal", 1.0
-    elif arm.startswith("kl_T"):
-        objective, temperature = "kl", float(arm[4:])
-    else:
-        raise ConfigError(f"Unknown dark-knowledge arm {arm!r}; use ce, kl_T<temperature> or meal_v2.")
+    objective, temperature = arm_objective(arm)
     run = run_config(cfg, objective=objective, epochs=settings.epochs, lr=settings.lr, seed=seed)
     run.loss.temperature = temperature
     run.data.batch_size = settings.batch_size
@@ -316,6 +316,13 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _with_interval(summary: dict) -> dict:
+    """``summary`` with ``ci95``: its 95% t-interval as a list, or None where the rule of
+    :mod:`meal_lite.experiments.stats` gives none (fewer than 5 seeds, or zero spread)."""
+    interval = t_interval(summary)
+    return {**summary, "ci95": list(interval) if interval is not None else None}
+
+
 def run_dark_knowledge(experiment: Experiment, settings: DarkKnowledgeSettings) -> dict:
     """Run the experiment on ``experiment``'s data and teachers; returns the report (see the module docstring)."""
     started, cpu_started = time.perf_counter(), cpu_seconds()
@@ -337,11 +344,10 @@ def run_dark_knowledge(experiment: Experiment, settings: DarkKnowledgeSettings) 
             student.load_state_dict(states[(seed, arm)])
             score = score_student(student.to(experiment.device), experiment.datasets["val"], experiment.datasets["test"], held_out, grid, experiment.device)
             scores[arm].append(score)
-    rows = {arm: {m: summarize([s[m] for s in scores[arm]]) for m in (*METRICS, "bias")} for arm in settings.arms}
-    paired = {
-        f"{arm}-ce": {m: paired_difference(rows[arm][m]["values"], rows["ce"][m]["values"]) for m in ("held_out_acc_bias", "overall_acc_bias")}
-        for arm in settings.arms if arm != "ce"
-    }
+    rows = {arm: {m: summarize([s[m] for s in scores[arm]]) for m in (*HELD_OUT_METRICS, "bias")} for arm in settings.arms}
+    pairs = [(arm, "ce") for arm in settings.arms if arm != "ce"]
+    by_metric = {m: paired_differences({arm: rows[arm][m]["values"] for arm in settings.arms}, pairs) for m in PAIRED_METRICS}
+    paired = {key: {m: _with_interval(by_metric[m][key]) for m in PAIRED_METRICS} for key in by_metric[PAIRED_METRICS[0]]}
     test_labels = torch.tensor(experiment.datasets["test"].targets)
     return {
         "dataset": experiment.cfg.data.dataset,
@@ -357,6 +363,6 @@ def run_dark_knowledge(experiment: Experiment, settings: DarkKnowledgeSettings) 
         "workers": workers,
         "student": experiment.cfg.student.name,
         "teachers": list(experiment.teachers.teacher_names),
-        "hardware": {"machine": platform.machine(), "cpus": os.cpu_count(), "device": str(experiment.device), "torch": torch.__version__},
+        "hardware": hardware(experiment.device, workers=workers),
         "seconds": {**seconds, "total": time.perf_counter() - started, "cpu": cpu_seconds() - cpu_started},
     }

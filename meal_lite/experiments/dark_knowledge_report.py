@@ -8,18 +8,24 @@ with the cached teachers, prints the table (like ``meal-lite demo``), and writes
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 
-from meal_lite.experiments.dark_knowledge import METRICS, DarkKnowledgeSettings, run_dark_knowledge
+from meal_lite.experiments.arms import arm_label, kl_arm
+from meal_lite.experiments.dark_knowledge import HELD_OUT_METRICS, PAIRED_METRICS, DarkKnowledgeSettings, run_dark_knowledge
 from meal_lite.files import write_json
 from meal_lite.errors import ConfigError
 from meal_lite.experiments.protocol import Experiment, base_config
+from meal_lite.experiments.record import provenance
+from meal_lite.experiments.stats import interval_text
 
-__all__ = ["run_command", "dark_knowledge_table", "plot_held_out", "results_json"]
+__all__ = ["run_command", "dark_knowledge_table", "plot_held_out", "results_json", "read_dark_knowledge_results"]
 
 COLUMNS = {
     "held_out_acc": "held-out",
@@ -34,7 +40,8 @@ def _spread(value: dict, sign: str = "") -> str:
 
 
 def dark_knowledge_table(report: dict) -> str:
-    """The results as aligned text: one row per arm (mean +- std over seeds), paired differences, mass."""
+    """The results as aligned text: one row per arm (mean +- std over seeds), paired differences with their
+    interval or the reason for none (:mod:`meal_lite.experiments.stats`), mass."""
     h = report["held_out"]
     lines = [
         f"class {h} held out: {report['test_held_out_images']} of the {report['test_images']} test images are {h}s; "
@@ -43,16 +50,15 @@ def dark_knowledge_table(report: dict) -> str:
         "-" * 92,
     ]
     for arm, row in report["rows"].items():
-        lines.append(f"{arm:10s}" + "".join(f"{_spread(row[m]):>17s}" for m in METRICS) + f"{_spread(row['bias']):>14s}")
+        lines.append(f"{arm:10s}" + "".join(f"{_spread(row[m]):>17s}" for m in HELD_OUT_METRICS) + f"{_spread(row['bias']):>14s}")
     lines.append("-" * 92)
-    lines.append("paired difference vs ce after the bias, mean [95% t-interval]; per seed")
+    lines.append("paired difference vs ce after the bias, mean; per seed; 95% t-interval")
     for key, diff in report["paired_differences"].items():
-        for metric in ("held_out_acc_bias", "overall_acc_bias"):
+        for metric in PAIRED_METRICS:
             d = diff[metric]
-            lo, hi = d["ci95"]
             lines.append(
-                f"  {key:14s} {COLUMNS[metric]:14s} {d['mean']:+6.1f} [{lo:+6.1f}, {hi:+6.1f}]   "
-                + " ".join(f"{v:+.1f}" for v in d["values"])
+                f"  {key:14s} {COLUMNS[metric]:14s} {d['mean']:+6.1f}   " + " ".join(f"{v:+6.1f}" for v in d["values"])
+                + "   " + interval_text(d, digits=1)
             )
     lines.append(f"ensemble's mean probability of class {h} over the training views (top carriers: share of that mass)")
     for key, m in report["mass"].items():
@@ -68,15 +74,15 @@ def plot_held_out(report: dict, path: str | Path | None = None, ax: Any = None):
     rows = report["rows"]
     temps = [t for t in report["settings"]["temperatures"]]
     for metric, style, label in (("held_out_acc", "o--", "no bias"), ("held_out_acc_bias", "o-", "validation-chosen bias")):
-        means = [rows[f"kl_T{t:g}"][metric]["mean"] for t in temps]
-        stds = [rows[f"kl_T{t:g}"][metric]["std"] for t in temps]
-        ax.errorbar(temps, means, yerr=stds, fmt=style, capsize=3, label=f"KL to the ensemble, {label}")
+        means = [rows[kl_arm(t)][metric]["mean"] for t in temps]
+        stds = [rows[kl_arm(t)][metric]["std"] for t in temps]
+        ax.errorbar(temps, means, yerr=stds, fmt=style, capsize=3, label=f"{arm_label('kl')}, {label}")
     ce = rows["ce"]["held_out_acc_bias"]
-    ax.axhline(ce["mean"], color="0.3", ls=":", label=f"CE on labels, with bias ({ce['mean']:.1f}%)")
-    if "meal_v2" in rows:
+    ax.axhline(ce["mean"], color="0.3", ls=":", label=f"{arm_label('ce')}, with bias ({ce['mean']:.1f}%)")
+    if "meal" in rows:
         for metric, marker in (("held_out_acc", "x"), ("held_out_acc_bias", "s")):
-            ax.plot([1.0], [rows["meal_v2"][metric]["mean"]], marker, color="tab:green", ms=8,
-                    label="MEAL V2 (T=1), " + ("no bias" if metric == "held_out_acc" else "with bias"))
+            ax.plot([1.0], [rows["meal"][metric]["mean"]], marker, color="tab:green", ms=8,
+                    label=f"{arm_label('meal')} at T = 1, " + ("no bias" if metric == "held_out_acc" else "with bias"))
     ax.set_xscale("log", base=2)
     ax.set_xticks(temps, [f"{t:g}" for t in temps])
     ax.set_xlabel("distillation temperature T")
@@ -96,14 +102,31 @@ def results_json(report: dict) -> dict:
             "details": {k: v for k, v in report.items() if k not in ("rows", "paired_differences", "mass")}}
 
 
-def run_command(settings: DarkKnowledgeSettings, out_dir: str | Path, verbose: bool = True, experiment: Experiment | None = None) -> dict:
-    """Run the experiment on the offline digits and write ``results.json`` and ``held_out_vs_T.png``."""
+def read_dark_knowledge_results(path: str | Path) -> dict:
+    """The report a ``results.json`` of ``meal-lite dark-knowledge`` was written from (:func:`results_json` undone),
+    for :func:`dark_knowledge_table` and :func:`plot_held_out`: how the book shows the committed full run."""
+    results = json.loads(Path(path).read_text())
+    details = results["details"]
+    rows = {arm: results[arm] for arm in details["settings"]["arms"]}
+    return {**details, "rows": rows, "paired_differences": results["paired_differences"], "mass": results["mass"]}
+
+
+def run_command(
+    settings: DarkKnowledgeSettings, out_dir: str | Path, verbose: bool = True, experiment: Experiment | None = None,
+    command: str | None = None,
+) -> dict:
+    """Run the experiment on the offline digits and write ``results.json`` and ``held_out_vs_T.png``.
+
+    ``command`` is recorded in the report with the date and the hardware (the CLI passes its command line).
+    """
     started = time.perf_counter()
+    made = provenance(command or "meal_lite.experiments.dark_knowledge_report.run_command, called from Python")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a folder to write results.json and the plot into.")
     experiment = experiment or Experiment(base_config("offline"), verbose)
     report = run_dark_knowledge(experiment, settings)
+    report.update(made)
     report["wall_seconds"] = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "results.json", results_json(report))
@@ -123,12 +146,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=defaults.seeds, help=f"number of seeds (default {defaults.seeds})")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"training epochs of every student (default {defaults.epochs})")
     parser.add_argument("--temperatures", type=float, nargs="+", default=list(defaults.temperatures), help="KL arms' temperatures (default 1 2 4 8)")
-    parser.add_argument("--no-meal-v2", dest="meal_v2", action="store_false", help="leave out the MEAL V2 arm")
+    parser.add_argument("--no-meal", dest="meal", action="store_false", help="leave out the meal arm (MEAL V2)")
     parser.add_argument("--workers", type=int, default=None, help="one-thread worker processes (default: $MEAL_LITE_WORKERS, else 2 on a CPU, 1 on a GPU)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     settings = DarkKnowledgeSettings(held_out=args.held_out, seeds=args.seeds, epochs=args.epochs,
-                                     temperatures=tuple(args.temperatures), meal_v2=args.meal_v2, workers=args.workers)
-    return run_command(settings, args.out)
+                                     temperatures=tuple(args.temperatures), meal=args.meal, workers=args.workers)
+    command = "meal-lite dark-knowledge " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    return run_command(settings, args.out, command=command)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ is the command around it: it runs the protocol for the profile, prints the table
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,9 +23,11 @@ from meal_lite.errors import ConfigError
 from meal_lite.experiments.plots import plot_demo_curves
 from meal_lite.config.profiles import resolve_profile
 from meal_lite.experiments.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
-from meal_lite.experiments.stats import t_interval
+from meal_lite.experiments.arms import ARM_LABELS
+from meal_lite.experiments.record import provenance
+from meal_lite.experiments.stats import interval_text
 
-__all__ = ["run_demo", "demo_table"]
+__all__ = ["run_demo", "demo_table", "read_demo_results"]
 
 
 def run_demo(
@@ -34,6 +39,7 @@ def run_demo(
     experiment: Experiment | None = None,
     keep_models: bool = False,
     workers: int | None = None,
+    command: str | None = None,
 ) -> dict:
     """Run the protocol and write ``results.json`` and ``curves.png`` into ``out_dir``; returns the report.
 
@@ -41,14 +47,17 @@ def run_demo(
     loaded the data and teachers). With ``keep_models`` the returned report also holds ``models``: the
     last seed's trained students by row, for inspection (they are not written to disk). ``workers``:
     processes for the seeds (default: 2 on a CPU with two or more cores; see :mod:`meal_lite.training.workers`).
+    ``command`` is recorded in the report with the date and the hardware (the CLI passes its command line).
     """
     if experiment is not None and overrides:
         raise ConfigError("run_demo got both an experiment and config overrides; apply the overrides to experiment.cfg instead.")
     started = time.perf_counter()
+    made = provenance(command or "meal_lite.experiments.demo.run_demo, called from Python")
     profile = resolve_profile(profile)
     settings = settings or PROFILE_SETTINGS[profile]
     experiment = experiment or prepare_experiment(base_config(profile, overrides), settings, verbose, workers)
     report = run_protocol(experiment, settings, profile=profile, keep_models=keep_models, workers=workers)
+    report.update(made)
     report["wall_seconds"] = wall = time.perf_counter() - started
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,22 +71,26 @@ def run_demo(
     return report
 
 
+def read_demo_results(path: str | Path) -> dict:
+    """The report a ``results.json`` of ``meal-lite demo`` was written from (its ``details``), for
+    :func:`demo_table` and :func:`~meal_lite.experiments.plots.plot_demo_curves`: how the book shows the
+    committed full run."""
+    return json.loads(Path(path).read_text())["details"]
+
+
 def demo_table(report: dict) -> str:
-    """The results table as aligned text: row, mean +- std of top-1, per-seed values."""
+    """The results table as aligned text: row (and the arm's label), mean +- std of top-1, per-seed values;
+    then the paired differences with their interval, or the reason for none (:mod:`meal_lite.experiments.stats`)."""
     rows = report["rows"]
-    lines = [f"{'row':30s} {'top-1 (%)':>16s}   per seed", "-" * 72]
+    lines = [f"{'row':24s} {'':30s} {'top-1 (%)':>16s}   per seed", "-" * 100]
     for key, value in rows.items():
         spread = f"{value['mean']:6.2f} +- {value['std']:4.2f}" if len(value["values"]) > 1 else f"{value['mean']:6.2f}"
-        lines.append(f"{key:30s} {spread:>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
-    lines.append("-" * 72)
+        lines.append(f"{key:24s} {ARM_LABELS.get(key, ''):30s} {spread:>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
+    lines.append("-" * 100)
     for key, value in report["paired_differences"].items():
-        interval = ""
-        if len(value["values"]) > 1:
-            low, high = t_interval(value)
-            interval = f"   95% t-interval [{low:+.2f}, {high:+.2f}]"
         lines.append(
-            f"{'paired ' + key:30s} {value['mean']:+6.2f} +- {value['std']:4.2f}   "
-            + " ".join(f"{v:+.2f}" for v in value["values"]) + interval
+            f"{'paired ' + key:24s} {value['mean']:+6.2f} +- {value['std']:4.2f}   "
+            + " ".join(f"{v:+.2f}" for v in value["values"]) + "   " + interval_text(value)
         )
     return "\n".join(lines)
 
@@ -102,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "discriminator_mode": args.discriminator_mode,
     }
     settings = replace(PROFILE_SETTINGS[profile], **{k: v for k, v in changes.items() if v is not None})
-    return run_demo(profile, settings, args.out, args.overrides, workers=args.workers)
+    command = "meal-lite demo " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
+    return run_demo(profile, settings, args.out, args.overrides, workers=args.workers, command=command)
 
 
 if __name__ == "__main__":

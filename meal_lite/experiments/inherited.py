@@ -11,7 +11,10 @@ ensemble's *function*. Four measurements make that visible, for any student agai
   its notion of which classes look alike; the correlation of that with the student's off-diagonal
   confusions says whether the student errs "like the teachers");
 * **target entropy**: how much the ensemble's targets carry beyond the label (0 nats: one-hot), on any
-  set of images - the training views the student distils on, or the test split.
+  set of images - the training views the student distils on, or the test split. That is
+  :func:`meal_lite.core.losses.entropy` of the targets, the package's one entropy.
+
+:func:`confusion_matrix` is the one confusion matrix of the package (chapter 5 draws differences of them).
 
 Chapter 5 shows them side by side for the cross-entropy control and the distilled students.
 """
@@ -30,8 +33,8 @@ __all__ = [
     "collect_outputs",
     "agreement",
     "reliability_curve",
+    "confusion_matrix",
     "mistake_similarity",
-    "target_entropy",
     "inheritance_report",
 ]
 
@@ -90,6 +93,12 @@ def _off_diagonal(matrix: np.ndarray) -> np.ndarray:
     return matrix[~np.eye(matrix.shape[0], dtype=bool)]
 
 
+def confusion_matrix(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """``M[i, j]``: how many images of true class ``i`` were predicted as ``j`` (integer counts)."""
+    predicted, truth = np.asarray(predicted, dtype=np.int64), np.asarray(truth, dtype=np.int64)
+    return np.bincount(num_classes * truth + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
 def mistake_similarity(probs: torch.Tensor, labels: torch.Tensor, ensemble_probs: torch.Tensor) -> dict[str, Any]:
     """How closely a model's mistakes follow the ensemble's notion of similar classes.
 
@@ -102,7 +111,7 @@ def mistake_similarity(probs: torch.Tensor, labels: torch.Tensor, ensemble_probs
     num_classes = probs.shape[1]
     predicted = probs.argmax(dim=1).numpy()
     truth = labels.numpy()
-    confusions = np.bincount(num_classes * truth + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+    confusions = confusion_matrix(predicted, truth, num_classes)
     np.fill_diagonal(confusions, 0)
     similarity = np.zeros((num_classes, num_classes))
     ens = ensemble_probs.numpy()
@@ -121,12 +130,6 @@ def mistake_similarity(probs: torch.Tensor, labels: torch.Tensor, ensemble_probs
         "mistakes": int(wrong.sum()),
         "on_ensemble_second": 100.0 * float((predicted[wrong] == second[wrong]).mean()) if wrong.any() else float("nan"),
     }
-
-
-def target_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Per-image entropy (nats) of target distributions ``probs`` (N, C); 0 for a one-hot target."""
-    p = probs.double().clamp_min(1e-12)
-    return -(probs.double() * p.log()).sum(dim=1)
 
 
 def inheritance_report(

@@ -12,23 +12,17 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from meal_lite.experiments.arms import ARM_LABELS, ARMS
+
 __all__ = [
-    "ROW_LABELS",
-    "ROW_COLORS",
+    "ARM_COLORS",
     "plot_demo_curves",
     "plot_reliability",
     "plot_confusion",
 ]
 
-
-
-ROW_LABELS = {
-    "baseline": "baseline (CE on labels)",
-    "control": "control: + more CE",
-    "kl_only": "+ KL to the ensemble",
-    "meal_v2": "+ KL + discriminator (MEAL V2)",
-}
-ROW_COLORS = {"baseline": "0.4", "control": "tab:blue", "kl_only": "tab:orange", "meal_v2": "tab:green"}
+#: One colour per arm (labels: :data:`meal_lite.experiments.arms.ARM_LABELS`).
+ARM_COLORS = {"baseline": "0.4", "ce": "tab:blue", "kl": "tab:orange", "meal": "tab:green"}
 
 
 def _new_axes(ax=None, figsize=(6.4, 4.0)):
@@ -43,20 +37,25 @@ def _mean_curve(curves: Sequence[Sequence[float | None]]) -> np.ndarray:
 
 
 def plot_demo_curves(report: Mapping[str, Any], settings: Any, path: str | Path | None = None, ax=None):
-    """Validation top-1 per epoch, mean over seeds: the baseline, then the three continuations from it."""
+    """Validation top-1 per epoch: the baseline, then the three continuations from it, each the mean over
+    its seeds (a shared baseline is one run; the title says how many of each were averaged)."""
     fig, ax = _new_axes(ax)
     curves = report["curves"]
     base = _mean_curve(curves["baseline"])
     n_base = len(base)
-    ax.plot(np.arange(1, n_base + 1), base, color=ROW_COLORS["baseline"], label=ROW_LABELS["baseline"], marker="o", ms=3)
-    for row in ("control", "kl_only", "meal_v2"):
+    ax.plot(np.arange(1, n_base + 1), base, color=ARM_COLORS["baseline"], label=ARM_LABELS["baseline"], marker="o", ms=3)
+    arms = [row for row in ARMS if curves.get(row)]
+    for row in arms:
         cont = _mean_curve(curves[row])
         x = np.arange(n_base, n_base + len(cont) + 1)
-        ax.plot(x, np.concatenate([[base[-1]], cont]), color=ROW_COLORS[row], label=ROW_LABELS[row], marker="o", ms=3)
+        ax.plot(x, np.concatenate([[base[-1]], cont]), color=ARM_COLORS[row], label=ARM_LABELS[row], marker="o", ms=3)
     ax.axvline(n_base, color="0.8", lw=1, ls="--")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation top-1 (%)")
-    ax.set_title(f"{report.get('student', 'student')} on {report.get('dataset', '')}: mean of {len(curves['baseline'])} seeds")
+    seeds = len(curves[arms[0]]) if arms else 0
+    baselines = len(curves["baseline"])
+    ax.set_title(f"{report.get('student', 'student')} on {report.get('dataset', '')}: continuations, mean of {seeds} "
+                 f"seed{'s' if seeds != 1 else ''}; baseline: {baselines} run{'s' if baselines != 1 else ''}", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     if path is not None:

@@ -7,12 +7,13 @@ labels would give. The protocol tests exactly that, on the profile's data:
 2. each teacher and the ensemble evaluated on held-out data (the ensemble should beat its members);
 3. a student baseline trained with cross-entropy on hard labels to its validation plateau (MEAL V2's
    "pretrained student"; by default ONE baseline shared by every seed, as the paper boosts one model);
-4. from that baseline, the same number of further epochs three ways, identical but for the loss (same
-   schedule, augmentation, input mixing, data order and views): more cross-entropy (the fair control,
-   this book's addition), KL to the ensemble only, and full MEAL V2 (KL + discriminator);
+4. from that baseline, the same number of further epochs in three arms named by their objective
+   (:mod:`meal_lite.experiments.arms`), identical but for the loss (same schedule, augmentation, input
+   mixing, data order and views): ``ce``, more cross-entropy (the fair control, this book's addition),
+   ``kl``, KL to the ensemble only, and ``meal``, full MEAL V2 (KL + discriminator);
 5. step 4 repeated over several seeds: mean, std and the *paired* per-seed differences against the
-   control with their 95% t-intervals, and what each student inherited from the ensemble beyond top-1
-   (:mod:`meal_lite.experiments.inherited`).
+   control (judged by :mod:`meal_lite.experiments.stats`' rule: a 95% t-interval from 5 seeds or more),
+   and what each student inherited from the ensemble beyond top-1 (:mod:`meal_lite.experiments.inherited`).
 
 Numbers are measured on the held-out test split (digits) or ImageNette's val split; nothing is tuned
 on them. Settings are chosen with ``split="val"`` (``bench/evidence_search.py``, which logs every
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import platform
 import statistics
 import time
 from concurrent.futures import as_completed
@@ -47,12 +46,15 @@ from meal_lite.data.loaders import build_loader
 from meal_lite.config.profiles import resolve_profile
 from meal_lite.training.assemble import build_student, train_student
 from meal_lite.training.pipeline import build_teachers, check_teachers
-from meal_lite.experiments.stats import summarize
+from meal_lite.experiments.arms import ARMS
+from meal_lite.experiments.record import hardware
+from meal_lite.experiments.stats import paired_differences, summarize
 from meal_lite.training.workers import cpu_pool, one_thread, resolve_workers
 
 __all__ = [
     "ROWS",
     "CONTINUATIONS",
+    "PAIRS",
     "ProtocolSettings",
     "PROFILE_SETTINGS",
     "BOOK_SETTINGS",
@@ -61,12 +63,15 @@ __all__ = [
     "Experiment",
     "prepare_experiment",
     "continuation_config",
-    "paired_differences",
     "run_protocol",
 ]
 
-ROWS = ("baseline", "control", "kl_only", "meal_v2")
-CONTINUATIONS = {"control": "ce", "kl_only": "kl", "meal_v2": "meal"}
+#: The continuations from the baseline: one per objective, each named by it (``ce`` is the control).
+CONTINUATIONS = ARMS
+#: The report's rows after the teachers and the ensemble.
+ROWS = ("baseline", *CONTINUATIONS)
+#: The paired differences the report gives, ``(a, b)`` for ``a`` minus ``b`` seed by seed.
+PAIRS = (("meal", "ce"), ("kl", "ce"), ("meal", "kl"))
 
 
 @dataclass
@@ -101,7 +106,7 @@ class ProtocolSettings:
     shared_baseline: bool = True
 
     def lr_for(self, row: str) -> float:
-        """The learning rate of continuation ``row`` (``control``, ``kl_only`` or ``meal_v2``)."""
+        """The learning rate of continuation ``row`` (``ce``, ``kl`` or ``meal``)."""
         return float(self.lrs.get(row, self.distill_lr))
 
 
@@ -114,7 +119,7 @@ PROFILE_SETTINGS = {
     # arm 7-13 points of validation accuracy; T = 4 gained nothing). 4 continuation epochs keep
     # `meal-lite demo` within 5 minutes.
     "offline": ProtocolSettings(
-        seeds=5, baseline_epochs=24, distill_epochs=4, lrs={"control": 0.003, "kl_only": 0.003, "meal_v2": 0.003}
+        seeds=5, baseline_epochs=24, distill_epochs=4, lrs={"ce": 0.003, "kl": 0.003, "meal": 0.003}
     ),
     "imagenette": ProtocolSettings(seeds=3, baseline_epochs=5, distill_epochs=5, baseline_lr=0.01, distill_lr=0.001),
 }
@@ -169,7 +174,7 @@ def run_config(
 def continuation_config(cfg: Config, settings: ProtocolSettings, row: str, seed: int, lr: float | None = None) -> Config:
     """The configuration of continuation ``row`` for ``seed`` (lr from ``settings`` unless given)."""
     return run_config(
-        cfg, objective=CONTINUATIONS[row], epochs=settings.distill_epochs,
+        cfg, objective=row, epochs=settings.distill_epochs,
         lr=settings.lr_for(row) if lr is None else lr, seed=1000 + seed, disc_mode=settings.discriminator_mode,
         temperature=settings.temperature, augment_strength=settings.augment_strength,
         mixup_alpha=settings.mixup_alpha, disc_lr_follows_student=settings.disc_lr_follows_student,
@@ -326,8 +331,8 @@ def all_continuations(
     A seed's rows that use the teachers form one task (they share the teachers' outputs), its ``ce``
     row another; in a pool the larger tasks go first, so that the workers finish close together.
     """
-    taught = tuple(r for r in rows if CONTINUATIONS[r] != "ce")
-    alone = tuple(r for r in rows if CONTINUATIONS[r] == "ce")
+    taught = tuple(r for r in rows if r != "ce")
+    alone = tuple(r for r in rows if r == "ce")
     tasks = [(seed, group) for seed in range(settings.seeds) for group in (taught, alone) if group]
     started, done = time.perf_counter(), {seed: {} for seed in range(settings.seeds)}
 
@@ -346,15 +351,6 @@ def all_continuations(
         for future in as_completed(futures):
             collect(*future.result())
     return done
-
-
-def paired_differences(values: Mapping[str, Sequence[float]]) -> dict:
-    """Per-seed differences of the continuations (``meal_v2-control``, ``kl_only-control``, ``meal_v2-kl_only``)."""
-    pairs = (("meal_v2", "control"), ("kl_only", "control"), ("meal_v2", "kl_only"))
-    return {
-        f"{a}-{b}": summarize([x - y for x, y in zip(values[a], values[b])])
-        for a, b in pairs if values.get(a) and values.get(b)
-    }
 
 
 def run_protocol(
@@ -425,7 +421,7 @@ def run_protocol(
         "split": split,
         "metric": f"top-1 accuracy (%) on the {split} split; std is the sample std over seeds",
         "rows": results,
-        "paired_differences": paired_differences(values),
+        "paired_differences": paired_differences(values, PAIRS),
         "curves": curves,
         # per row, per measure (agreement with the ensemble, ECE, ...): {mean, std, values} over seeds
         "inherited": {
@@ -435,14 +431,8 @@ def run_protocol(
         "settings": asdict(replace(settings, lrs=lrs)),
         "student": cfg.student.name,
         "teachers": list(experiment.teachers.teacher_names),
-        "hardware": {
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "workers": workers,  # > 1: the continuations trained in that many one-thread processes
-            "device": str(experiment.device),
-            "torch": torch.__version__,
-        },
+        # workers > 1: the continuations trained in that many one-thread processes
+        "hardware": hardware(experiment.device, workers=workers),
         "wall_seconds": time.perf_counter() - started,
     }
     if keep_models:
