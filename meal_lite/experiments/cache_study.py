@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch.utils.data import Dataset
 
 from meal_lite.data.datasets import DatasetSplits
