@@ -23,7 +23,7 @@ from meal_lite.errors import ConfigError
 from meal_lite.experiments.plots import plot_demo_curves
 from meal_lite.config.profiles import resolve_profile
 from meal_lite.experiments.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
-from meal_lite.experiments.arms import ARM_LABELS
+from meal_lite.experiments.arms import ARM_LABELS, ARMS
 from meal_lite.experiments.record import provenance
 from meal_lite.experiments.stats import interval_text
 
@@ -82,15 +82,18 @@ def demo_table(report: dict) -> str:
     """The results table as aligned text: row (and the arm's label), mean +- std of top-1, per-seed values;
     then the paired differences with their interval, or the reason for none (:mod:`meal_lite.experiments.stats`)."""
     rows = report["rows"]
-    lines = [f"{'row':24s} {'':30s} {'top-1 (%)':>16s}   per seed", "-" * 100]
+    names = {key: f"{key}: {ARM_LABELS[key]}" if key in ARMS else key for key in rows}  # an arm's name, then its label
+    width = max(len(name) for name in [*names.values(), *(f"paired {key}" for key in report["paired_differences"])])
+    lines = [f"{'row':{width}s} {'top-1 (%)':>16s}   per seed", "-" * (width + 60)]
     for key, value in rows.items():
+        name = names[key]
         spread = f"{value['mean']:6.2f} +- {value['std']:4.2f}" if len(value["values"]) > 1 else f"{value['mean']:6.2f}"
-        lines.append(f"{key:24s} {ARM_LABELS.get(key, ''):30s} {spread:>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
-    lines.append("-" * 100)
+        lines.append(f"{name:{width}s} {spread:>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
+    lines.append("-" * (width + 60))
     for key, value in report["paired_differences"].items():
+        spread = f"{value['mean']:+6.2f} +- {value['std']:4.2f}"
         lines.append(
-            f"{'paired ' + key:24s} {value['mean']:+6.2f} +- {value['std']:4.2f}   "
-            + " ".join(f"{v:+.2f}" for v in value["values"]) + "   " + interval_text(value)
+            f"{'paired ' + key:{width}s} {spread:>16s}   " + " ".join(f"{v:+.2f}" for v in value["values"]) + "   " + interval_text(value)
         )
     return "\n".join(lines)
 
