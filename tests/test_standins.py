@@ -379,7 +379,7 @@ def test_chapter6_step_rates_on_a_small_split(small_imagenette, capsys):
     """The chapter's step-rate cell times 5 batches per arm; this split has 3 (20 images, batch 8)."""
     assert len(small_imagenette.datasets["train"]) == 20
     namespace = {"runner": small_imagenette, "cfg": small_imagenette.cfg, "PROFILE": "imagenette"}
-    exec(_cell("06_cached_soft_labels.ipynb", "from meal_lite.experiments import accuracy_vs_crops"), namespace)
+    exec(_cell("06_cached_soft_labels.ipynb", "import ipywidgets as widgets"), namespace)  # the imports cell
     exec(_cell("06_cached_soft_labels.ipynb", "def step_rates("), namespace)
     assert namespace["online_ratio"] > 0 and "one online MEAL V2 step" in capsys.readouterr().out
 
