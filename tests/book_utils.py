@@ -197,6 +197,9 @@ def stage_executed_book(executed: dict, dest: Path) -> Path:
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     (dest / CONFIG_PATH.name).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     shutil.copytree(BOOK_DIR, dest / BOOK_DIR.name, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    # The pages show the package's real source (literalinclude ../meal_lite/..., ../scripts/...): link it in.
+    for folder in ("meal_lite", "scripts"):
+        (dest / folder).symlink_to(REPO_ROOT / folder, target_is_directory=True)
     for path, nb in executed.items():
         nbformat.write(nb, dest / Path(path).resolve().relative_to(REPO_ROOT))
     return dest
