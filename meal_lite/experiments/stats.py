@@ -103,7 +103,7 @@ def verdict(summary: Mapping[str, Any], subject: str, reference: str, unit: str 
         return f"{text}: {no_interval_reason(summary)}."
     text += f" ({interval_text(summary, digits)})"
     if call == "above":
-        return f"{text}: the interval lies above zero, so {subject} is ahead of {reference}."
+        return f"{text}: the interval lies above zero, so the lead is larger than the seed-to-seed noise."
     if call == "below":
-        return f"{text}: the interval lies below zero, so {subject} is behind {reference}."
-    return f"{text}: the interval contains zero, so this run cannot tell {subject} apart from {reference}."
+        return f"{text}: the interval lies below zero, so the gap is larger than the seed-to-seed noise."
+    return f"{text}: the interval contains zero, so this run cannot tell the two apart."
