@@ -188,3 +188,20 @@ def test_chapters_use_the_public_api_only(chapter):
         ]
         problems += chapter_problems("\n".join(lines))
     assert problems == []
+
+
+def test_the_readme_layout_table_names_every_module():
+    # The README's table of folders and modules is how a reader finds code: a module it omits is hidden.
+    readme = (PACKAGE.parent / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`/"): line.split("|")[2] for line in readme.splitlines()
+            if line.startswith("| `") and line.split("|")[1].strip().strip("`/") in LAYERS}
+    base_row = next(line for line in readme.splitlines() if line.startswith("| (base) |"))
+    missing = []
+    for name in modules():
+        parts = name.split(".")[1:]
+        if len(parts) == 2 and parts[1] != "__init__" and f"`{parts[1]}`" not in rows.get(parts[0], ""):
+            missing.append(name)
+        if len(parts) == 1 and parts[0] not in ("__init__", "cli") and f"`{parts[0]}`" not in base_row:
+            missing.append(name)
+    assert sorted(rows) == sorted(set(LAYERS) - {"base", "cli"}), f"README layout rows: {sorted(rows)}"
+    assert not missing, f"the README's Layout table does not name {missing}: add each to its folder's row"
