@@ -51,7 +51,7 @@ TEST_THREADS ?= 1
 # One torch thread per worker (and per notebook kernel it starts): two workers then fill the two cores
 # without oversubscribing them. Tests assert nothing that depends on the thread count.
 test: $(STAMP) browser-deps
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile tests book --ignore=tests/test_book_browser.py \
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests book --ignore=tests/test_book_browser.py \
 	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
 	$(PYTEST_RUN) tests/test_book_browser.py
 

@@ -103,8 +103,11 @@ def test_baseline_trained_beside_the_teachers_equals_the_one_trained_here(empty_
     cfg = base_config("offline", ["train.limit_batches=4"])
     settings = ProtocolSettings(seeds=1, baseline_epochs=2)
     beside = prepare_experiment(cfg, settings, verbose=False, workers=2)  # teachers trained meanwhile
-    assert len(list(empty_tiny_teachers.iterdir())) == 2
-    here, _ = Experiment(cfg, verbose=False).baseline(settings, 0)
+    assert len(list(empty_tiny_teachers.glob("digits-*.pt"))) == 2
+    assert len(list(empty_tiny_teachers.glob("baseline-*.pt"))) == 1  # the worker kept it in the cache folder
+    fresh = Experiment(cfg, verbose=False)
+    fresh.cache_baselines = False  # trained here, not read back from the cache
+    here, _ = fresh.baseline(settings, 0)
     model, history = beside.baseline(settings, 3)  # a shared baseline: every seed gets seed 0's
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), here.state_dict().values()))
     assert len(history) == 2

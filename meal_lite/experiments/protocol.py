@@ -47,6 +47,7 @@ from meal_lite.config.profiles import resolve_profile
 from meal_lite.training.assemble import build_student, train_student
 from meal_lite.training.pipeline import build_teachers, check_teachers
 from meal_lite.experiments.arms import ARMS
+from meal_lite.experiments.baselines import baseline_path, load_cached_baseline, stored_or_trained
 from meal_lite.experiments.record import hardware
 from meal_lite.experiments.stats import paired_differences, summarize
 from meal_lite.training.workers import cpu_pool, one_thread, resolve_workers
@@ -198,6 +199,7 @@ class Experiment:
         self.eval_loader = build_loader(self.datasets[self.eval_split], batch, train=False, num_workers=cfg.data.num_workers)
         self._datasets: dict[str, Any] = {}
         self._baselines: dict[tuple, tuple[dict, list[dict]]] = {}
+        self.cache_baselines = True  # baselines kept in the cache folder (meal_lite.experiments.baselines)
         self.teachers = None
         if teachers:
             self.teachers = build_teachers(cfg, self.num_classes, self.datasets.data_config, verbose=verbose).to(self.device)
@@ -241,14 +243,23 @@ class Experiment:
         """Seed ``seed``'s baseline (labels only, the profile's recipe), trained once per experiment.
 
         With ``settings.shared_baseline`` every seed gets seed 0's baseline."""
-        key = _baseline_key(settings, seed)
-        if key not in self._baselines:
-            cfg = run_config(self.cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=key[0])
-            with self.cpu_thread():
-                model, history = self.train(cfg)
-            self._baselines[key] = (copy.deepcopy(model.state_dict()), history)
+        key, cfg = self.baseline_config(settings, seed)
+        if key not in self._baselines:  # else from the cache folder, if this recipe was trained before
+            self._baselines[key] = stored_or_trained(self.baseline_file(cfg), lambda: self.train_one_thread(cfg))
         state, history = self._baselines[key]
         return self.student_from(state), history
+
+    def baseline_config(self, settings: ProtocolSettings, seed: int) -> tuple[tuple, Config]:
+        key = (0 if settings.shared_baseline else seed, settings.baseline_epochs, settings.baseline_lr)
+        return key, run_config(self.cfg, objective="ce", epochs=settings.baseline_epochs, lr=settings.baseline_lr, seed=key[0])
+
+    def baseline_file(self, cfg: Config) -> Any:
+        """Where the baseline of ``cfg`` is kept (``cache_baselines`` off: None, never kept)."""
+        return baseline_path(cfg, self.device) if self.cache_baselines else None
+
+    def train_one_thread(self, cfg: Config) -> tuple[nn.Module, list[dict]]:
+        with self.cpu_thread():
+            return self.train(cfg)
 
     def cpu_thread(self) -> Any:
         """On a CPU, one torch thread (as in a worker): the protocol's numbers then do not depend on the core count."""
@@ -290,10 +301,6 @@ def _init_worker(cfg: Config, teachers: nn.Module | None) -> None:
     _WORKER["experiment"] = experiment
 
 
-def _baseline_key(settings: ProtocolSettings, seed: int) -> tuple[int, int, float]:
-    return (0 if settings.shared_baseline else seed, settings.baseline_epochs, settings.baseline_lr)
-
-
 def _baseline_task(settings: ProtocolSettings) -> tuple[dict, list[dict]]:
     model, history = _WORKER["experiment"].baseline(settings, 0)
     return model.state_dict(), history
@@ -302,18 +309,19 @@ def _baseline_task(settings: ProtocolSettings) -> tuple[dict, list[dict]]:
 def prepare_experiment(cfg: Config, settings: ProtocolSettings, verbose: bool = True, workers: int | None = None) -> Experiment:
     """The :class:`Experiment` of ``cfg`` with its teachers and the shared baseline ready.
 
-    On a CPU with workers, the baseline (which needs no teacher) trains in a one-thread process while
-    this one builds the teachers (cached, or trained in their own workers), so neither waits for the other.
+    On a CPU with workers, a baseline that is not in the cache folder yet (it needs no teacher) trains in a
+    one-thread process while this one builds the teachers (cached, or trained in their own workers).
     """
     if resolve_workers(workers, resolve_device(cfg.train.device)) == 1 or not settings.shared_baseline:
         return Experiment(cfg, verbose)
     experiment = Experiment(cfg, verbose, teachers=False)  # what can fail, in this process before any worker starts:
     check_teachers(cfg)  # data, student and the teachers' weights (a failed worker would print a traceback)
-    with cpu_pool(1, _init_worker, (cfg, None)) as pool:
-        baseline = pool.submit(_baseline_task, settings)
+    key, baseline_cfg = experiment.baseline_config(settings, 0)
+    stored = load_cached_baseline(experiment.baseline_file(baseline_cfg))
+    with cpu_pool(1, _init_worker, (cfg, None)) if stored is None else contextlib.nullcontext() as pool:
+        baseline = pool.submit(_baseline_task, settings) if stored is None else None
         experiment.teachers = build_teachers(cfg, experiment.num_classes, experiment.datasets.data_config, verbose=verbose).to(experiment.device)
-        state, history = baseline.result()
-    experiment._baselines[_baseline_key(settings, 0)] = (state, history)  # what experiment.baseline(settings, 0) trains
+        experiment._baselines[key] = stored or baseline.result()  # what experiment.baseline(settings, 0) gives
     return experiment
 
 
