@@ -8,8 +8,9 @@ One run, three arms, two scales, random weights (timm ``pretrained=False``: noth
   stored top-5 is rebuilt into a target and the discriminator sees probabilities.
 
 Every arm trains through the package's own public step (``Trainer.train_step``) on batches from a
-real ``DataLoader`` (data loading included: random crops of random images drawn by the run's timm train
-transform for floor and online; the stored crops replayed by ``CachedCrops`` for cached). The cache is
+real ``DataLoader`` (data loading included). All three arms read the same images through the same input
+pipeline: ``CachedCrops`` replaying the stored crops (floor and online ignore the stored records), so
+the arms differ only in what their step computes, not in how their images are made. The cache is
 made first, by ``generate_cache`` with the same (random) teachers; its making is timed too
 (``generate_ips``: crops labelled per second, a one-off cost per crop). Timing rounds are interleaved
 (one step of each arm per round), so a noisy machine slows all arms alike; report ratios from one run.
@@ -59,7 +60,8 @@ TOP_K = 5
 
 
 class RandomImages(torch.utils.data.Dataset):
-    """Random RGB "photos" in memory; ``transform`` is the run's timm train transform (crop + flip)."""
+    """Random RGB "photos" in memory; ``transform`` is the run's timm train transform (crop + flip): the
+    cache reads its crop parameters from it, and every arm is then shown the cache's replayed crops."""
 
     def __init__(self, n: int, source: int, size: int) -> None:
         g = torch.Generator().manual_seed(0)
@@ -93,15 +95,14 @@ def build_arm(arm: str, scale: dict, data: RandomImages, cache: str, device: str
     torch.manual_seed(0)
     student = create_model(scale["student"], num_classes=CLASSES)
     if arm == "floor":
-        objective, dataset = Objective(student, "ce"), data
+        objective = Objective(student, "ce")
     elif arm == "online":
         teachers = TeacherEnsemble([create_model(t, num_classes=CLASSES) for t in scale["teachers"]])
-        objective, dataset = Objective(student, "meal", teachers, num_classes=CLASSES), data
+        objective = Objective(student, "meal", teachers, num_classes=CLASSES)
     else:
-        source = CachedSoftLabels(CLASSES)
-        objective = Objective(student, "meal", source, disc_input="probs", num_classes=CLASSES)
-        dataset = CachedCrops(data, SoftLabelCache(cache))
-    loader = build_loader(dataset, scale["batch"], train=True, num_workers=workers, seed=0)
+        objective = Objective(student, "meal", CachedSoftLabels(CLASSES), disc_input="probs", num_classes=CLASSES)
+    # Every arm: the same replayed crops, in the same order (seed 0), so only the step differs.
+    loader = build_loader(CachedCrops(data, SoftLabelCache(cache)), scale["batch"], train=True, num_workers=workers, seed=0)
     trainer = Trainer(objective, loader, cfg=bench_config(device), verbose=False)
     trainer.objective.train()
     return trainer
