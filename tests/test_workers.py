@@ -50,7 +50,8 @@ def test_teachers_trained_in_workers_equal_teachers_trained_here(trained_tiny_ca
 
 def test_protocol_seeds_in_workers_equal_seeds_trained_here(tiny_teachers):
     experiment = Experiment(base_config("offline", ["train.limit_batches=4"]), verbose=False)
-    settings = ProtocolSettings(seeds=2, baseline_epochs=1, distill_epochs=1, lrs={"ce": 0.003, "kl": 0.003, "meal": 0.003})
+    # One seed is two tasks (its ce row; its kl and meal rows, which share the teachers' outputs): one per worker.
+    settings = ProtocolSettings(seeds=1, baseline_epochs=1, distill_epochs=1, lrs={"ce": 0.003, "kl": 0.003, "meal": 0.003})
     here = run_protocol(experiment, settings, workers=1)  # trains with one thread, as a worker does
     pooled = run_protocol(experiment, settings, workers=2)
     assert (here["hardware"]["workers"], pooled["hardware"]["workers"]) == (1, 2)
@@ -61,7 +62,7 @@ def test_protocol_seeds_in_workers_equal_seeds_trained_here(tiny_teachers):
     for row, measures in here["inherited"].items():
         for name, summary in measures.items():
             assert pooled["inherited"][row][name]["values"] == pytest.approx(summary["values"], rel=1e-5, abs=1e-6), (row, name)
-    assert len(pooled["rows"]["meal"]["values"]) == 2
+    assert len(pooled["rows"]["meal"]["values"]) == 1 and set(pooled["rows"]) >= {"ce", "kl", "meal"}
 
 
 PARENT = """
