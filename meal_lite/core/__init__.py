@@ -15,6 +15,7 @@ from meal_lite.lazy import lazy_exports
 
 _EXPORTS = {
     "average_teachers": "meal_lite.core.ensemble",
+    "check_temperature": "meal_lite.core.losses",
     "cross_entropy": "meal_lite.core.losses",
     "declared_num_classes": "meal_lite.core.ensemble",
     "Discriminator": "meal_lite.core.discriminator",

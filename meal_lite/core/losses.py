@@ -29,16 +29,22 @@ import torch.nn.functional as F
 
 from meal_lite.errors import ConfigError, ModelError
 
-__all__ = ["soft_cross_entropy", "kl_divergence", "entropy", "soften", "cross_entropy", "REDUCTIONS"]
+__all__ = ["soft_cross_entropy", "kl_divergence", "entropy", "soften", "cross_entropy", "check_temperature", "REDUCTIONS"]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float if it is positive; else the one-sentence error every caller gives."""
+    if not temperature > 0:
+        raise ConfigError(f"The distillation temperature must be positive, got {temperature!r}; use e.g. 1.0.")
+    return float(temperature)
 
 
 def _check(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float, reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ConfigError(f"Unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}.")
-    if not temperature > 0:
-        raise ConfigError(f"The distillation temperature must be positive, got {temperature!r}; use e.g. 1.0.")
+    check_temperature(temperature)
     if student_logits.dim() != 2 or student_logits.shape != target_probs.shape:
         raise ModelError(
             f"Student logits of shape {tuple(student_logits.shape)} do not match target probabilities of "
@@ -60,8 +66,7 @@ def soften(logits_or_probs: torch.Tensor, temperature: float = 1.0, *, is_probs:
     With ``is_probs=True`` the input is taken as probabilities ``p`` (at temperature 1) and the result
     is ``p**(1/T)`` renormalised, which equals ``softmax(log p / T)``; zero probabilities stay zero.
     """
-    if not temperature > 0:
-        raise ConfigError(f"The temperature must be positive, got {temperature!r}; use e.g. 1.0.")
+    check_temperature(temperature)
     x = logits_or_probs.float()
     if is_probs:
         # log(0) = -inf, and softmax maps -inf to an exact 0: a class the target rules out stays ruled out.

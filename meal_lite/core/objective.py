@@ -41,7 +41,7 @@ from meal_lite.core.discriminator import discriminator_bce, discriminator_correc
 from meal_lite.core.ensemble import EnsembleOutput
 from meal_lite.config.choices import DISCRIMINATOR_INPUTS, DISTILLATION_LOSSES, OBJECTIVES, check_choice
 from meal_lite.errors import ConfigError, ModelError
-from meal_lite.core.losses import cross_entropy, kl_divergence, soft_cross_entropy, soften
+from meal_lite.core.losses import check_temperature, cross_entropy, kl_divergence, soft_cross_entropy, soften
 
 __all__ = [
     "LOSS_FUNCTIONS",
@@ -129,8 +129,7 @@ class Objective(nn.Module):
         check_choice(kind, "loss.objective", OBJECTIVES)
         check_choice(distillation, "loss.distillation", DISTILLATION_LOSSES)
         check_choice(disc_input, "discriminator.input", DISCRIMINATOR_INPUTS)
-        if not temperature > 0:
-            raise ConfigError(f"The distillation temperature must be positive, got {temperature!r}; use e.g. 1.0.")
+        check_temperature(temperature)
         if kind != "ce" and (teacher_source is None or not hasattr(teacher_source, "targets")):
             raise ConfigError(
                 f"loss.objective={kind} needs a teacher source with a targets(images, batch) method "
