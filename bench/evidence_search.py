@@ -1,8 +1,10 @@
 """The validation search behind the book's evidence (issue: "show MEAL V2 teaching the student, honestly").
 
-Every configuration tried is run here, on the VALIDATION split of the offline digits, and appended to
-``bench/evidence_search.json`` (and summarised in ``bench/evidence_search.md``) with its numbers, so
-the choice of the protocol's settings (:data:`meal_lite.experiments.protocol.PROFILE_SETTINGS`) can be audited.
+Every configuration tried is run here, on the VALIDATION split of the offline digits, and appended with
+its numbers to ``meal_lite/experiments/results/evidence_search.json`` (package data, so that the book
+shows it wherever the package is installed: ``committed_result("evidence_search")``; summarised in
+``bench/evidence_search.md``), so the choice of the protocol's settings
+(:data:`meal_lite.experiments.protocol.PROFILE_SETTINGS`) can be audited.
 The test split is never read here; ``meal-lite demo`` measures it once with the chosen settings.
 
 For each configuration (a set of levers: augmentation strength, input mixing, temperature, epochs):
@@ -36,6 +38,7 @@ from pathlib import Path
 import torch
 
 from meal_lite.core.ensemble import EnsembleClassifier
+from meal_lite.files import write_json, write_text
 from meal_lite.training.digits_teachers import RECIPE_VERSION
 from meal_lite.experiments.arms import ARM_LABELS, ARMS, rename_legacy
 from meal_lite.experiments.protocol import PAIRS, PROFILE_SETTINGS, Experiment, base_config, run_protocol
@@ -44,7 +47,8 @@ from meal_lite.experiments.stats import paired_differences, t_interval
 from meal_lite.training.workers import cpu_pool, resolve_workers
 
 HERE = Path(__file__).resolve().parent
-LOG = HERE / "evidence_search.json"
+LOG = HERE.parent / "meal_lite" / "experiments" / "results" / "evidence_search.json"  # the packaged log
+SUMMARY = HERE / "evidence_search.md"
 LR_GRID = (0.003, 0.01)
 
 # The configurations, each a change of levers from the profile's settings (in the order tried).
@@ -180,7 +184,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
             tail = ", ".join(f"{v:.1f}" for v in r["val_curve"][-4:])
             lines.append(f"| {r['student']} | {r['params']:,} | {r['epochs']}, {r['lr']} | {r['val_top1']:.1f} ({tail}) | "
                          f"{'yes' if r['plateaued'] else 'no'} | {r['ensemble_val']:.1f} | {r['gap']:+.1f} |")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -201,14 +205,14 @@ def main() -> None:
     records = load_log()
     if args.scan_students:
         records += scan_students(experiment, args.scan_students, args.baseline_epochs, PROFILE_SETTINGS["offline"].baseline_lr)
-        LOG.write_text(json.dumps(records, indent=1) + "\n")
-        write_markdown(records, LOG.with_suffix(".md"))
-        print(LOG.with_suffix(".md").read_text())
+        write_json(LOG, records, indent=1)
+        write_markdown(records, SUMMARY)
+        print(SUMMARY.read_text())
     for name in args.config:
         record = search_one(experiment, name, args.seeds, args.baseline_epochs, args.distill_epochs)
         records.append(record)
-        LOG.write_text(json.dumps(records, indent=1) + "\n")
-        write_markdown(records, LOG.with_suffix(".md"))
+        write_json(LOG, records, indent=1)
+        write_markdown(records, SUMMARY)
         print(json.dumps({k: record[k] for k in ("config", "chosen_lr", "paired_differences", "baseline_plateaued")}, indent=1))
 
 

@@ -12,6 +12,7 @@
 - :mod:`~meal_lite.experiments.stats` -- summaries over seeds, paired differences, and the one rule for
   intervals and verdicts;
 - :mod:`~meal_lite.experiments.record` -- the hardware, command and date a result was made with.
+- :mod:`~meal_lite.experiments.committed` -- the committed full runs the book shows, shipped as package data.
 """
 
 from meal_lite.lazy import lazy_exports
@@ -33,6 +34,7 @@ _EXPORTS = {
     "BOOK_SETTINGS": "meal_lite.experiments.protocol",
     "choose_bias": "meal_lite.experiments.bias",
     "collect_outputs": "meal_lite.experiments.inherited",
+    "committed_result": "meal_lite.experiments.committed",
     "confusion_matrix": "meal_lite.experiments.inherited",
     "continuation_config": "meal_lite.experiments.protocol",
     "CONTINUATIONS": "meal_lite.experiments.protocol",

@@ -102,10 +102,11 @@ def results_json(report: dict) -> dict:
             "details": {k: v for k, v in report.items() if k not in ("rows", "paired_differences", "mass")}}
 
 
-def read_dark_knowledge_results(path: str | Path) -> dict:
+def read_dark_knowledge_results(path: str | Path | dict) -> dict:
     """The report a ``results.json`` of ``meal-lite dark-knowledge`` was written from (:func:`results_json` undone),
-    for :func:`dark_knowledge_table` and :func:`plot_held_out`: how the book shows the committed full run."""
-    results = json.loads(Path(path).read_text())
+    for :func:`dark_knowledge_table` and :func:`plot_held_out`: how the book shows the committed full run.
+    ``path`` is the file, or its contents already loaded (``committed_result("dark_knowledge")``)."""
+    results = path if isinstance(path, dict) else json.loads(Path(path).read_text())
     details = results["details"]
     rows = {arm: results[arm] for arm in details["settings"]["arms"]}
     return {**details, "rows": rows, "paired_differences": results["paired_differences"], "mass": results["mass"]}

@@ -71,11 +71,12 @@ def run_demo(
     return report
 
 
-def read_demo_results(path: str | Path) -> dict:
+def read_demo_results(path: str | Path | dict) -> dict:
     """The report a ``results.json`` of ``meal-lite demo`` was written from (its ``details``), for
     :func:`demo_table` and :func:`~meal_lite.experiments.plots.plot_demo_curves`: how the book shows the
-    committed full run."""
-    return json.loads(Path(path).read_text())["details"]
+    committed full run. ``path`` is the file, or its contents already loaded (``committed_result("demo")``)."""
+    results = path if isinstance(path, dict) else json.loads(Path(path).read_text())
+    return results["details"]
 
 
 def demo_table(report: dict) -> str:
