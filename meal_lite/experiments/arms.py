@@ -15,7 +15,7 @@ is ``kl_T1``, not ``kl``, so that every row of the sweep says its temperature in
 :data:`ARM_LABELS` is the one mapping from these names to display labels; :func:`arm_label` extends it to
 the rows built from them (``kl_T4``, ``teacher:<name>``, ``ensemble``, the pair key ``meal-ce``).
 :func:`rename_legacy` maps the names of logs written before the arms were named by their objective
-(``control``, ``kl_only``, ``meal_v2``: ``bench/evidence_search.json``) to these, numbers untouched.
+(``control``, ``kl_only``, ``meal_v2``: ``committed_result("evidence_search")``) to these, numbers untouched.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ labels would give. The protocol tests exactly that, on the profile's data:
 
 Numbers are measured on the held-out test split (digits) or ImageNette's val split; nothing is tuned
 on them. Settings are chosen with ``split="val"`` (``bench/evidence_search.py``, which logs every
-configuration it tries in ``bench/evidence_search.json``). :class:`Experiment` holds what every run of the protocol shares (data, loaders, teachers);
+configuration it tries in ``meal_lite/experiments/results/evidence_search.json``). :class:`Experiment` holds what every run of the protocol shares (data, loaders, teachers);
 :func:`run_protocol` returns the report that ``meal-lite demo`` (:mod:`meal_lite.experiments.demo`) prints and
 writes, and that the book's chapters read.
 """
@@ -114,7 +114,7 @@ class ProtocolSettings:
 # Per profile: offline sized for a few minutes on two CPU cores; imagenette for a single Colab GPU.
 PROFILE_SETTINGS = {
     # Chosen on the validation split by bench/evidence_search.py (every configuration it tried is in
-    # bench/evidence_search.json): the baseline's length is where its validation curve plateaus (16
+    # experiments/results/evidence_search.json): the baseline's length is where its validation curve plateaus (16
     # epochs did not, 24 did), and each continuation's lr is that arm's best of the same grid.
     # (mild augmentation, no mixing, T = 1: MEAL V2's own recipe; strong augmentation + mixup cost every
     # arm 7-13 points of validation accuracy; T = 4 gained nothing). 4 continuation epochs keep
