@@ -8,7 +8,7 @@ made of, installs it with ``pip install --no-deps --target`` (the dependencies a
 environment's own; the package is not), and runs chapter 1 under nbval with ``PYTHONPATH`` pointing at
 the installed copy only, from a temporary folder that holds nothing but the notebook. A cell appended
 to that copy asserts, inside the kernel, that ``meal_lite`` was imported from the installed folder, and
-that the paper's configurations came with it.
+that the paper's configurations and the committed full runs the chapters show came with it.
 
 Expensive (a wheel build and a kernel, about a minute on the 2-core development machine); deselect it
 with ``-m "not wheel"``.
@@ -33,9 +33,11 @@ CHAPTER = "01_data.ipynb"
 CHECK = """import os
 import meal_lite
 from meal_lite.config import paper_configs
+from meal_lite.experiments import committed_result
 installed = os.path.realpath(os.environ["MEAL_LITE_WHEEL_DIR"])
 assert os.path.realpath(meal_lite.__file__).startswith(installed + os.sep), meal_lite.__file__
 assert len(paper_configs()) == 8 and all(p.is_file() for p in paper_configs())
+assert committed_result("demo")["details"]["command"].startswith("meal-lite demo")
 print("meal_lite imported from", os.path.dirname(meal_lite.__file__))"""
 
 
@@ -58,6 +60,9 @@ def test_chapter_1_runs_from_the_installed_wheel_outside_the_repository(tmp_path
     names = zipfile.ZipFile(wheel).namelist()
     assert "meal_lite/config/imagenet/resnet50-224.yaml" in names and "meal_lite/config/defaults/offline.yaml" in names
     assert not any(name.startswith(("book/", "tests/", "configs/", "scripts/")) for name in names)
+    # The committed full runs the chapters show (meal_lite.experiments.committed_result) travel with it.
+    results = {name.rsplit("/", 1)[1] for name in names if name.startswith("meal_lite/experiments/results/")}
+    assert results == {"demo.json", "dark_knowledge.json", "evidence_search.json", "cache_accuracy.json"}, results
 
     installed = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
