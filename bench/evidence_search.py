@@ -4,7 +4,7 @@ Every configuration tried is run here, on the VALIDATION split of the offline di
 its numbers to ``meal_lite/experiments/results/evidence_search.json`` (package data, so that the book
 shows it wherever the package is installed: ``committed_result("evidence_search")``; summarised in
 ``bench/evidence_search.md``), so the choice of the protocol's settings
-(:data:`meal_lite.experiments.protocol.PROFILE_SETTINGS`) can be audited.
+(:data:`meal_lite.experiments.protocol_settings.PROFILE_SETTINGS`) can be audited.
 The test split is never read here; ``meal-lite demo`` measures it once with the chosen settings.
 
 For each configuration (a set of levers: augmentation strength, input mixing, temperature, epochs):
@@ -41,7 +41,8 @@ from meal_lite.core.ensemble import EnsembleClassifier
 from meal_lite.files import write_json, write_text
 from meal_lite.training.digits_teachers import RECIPE_VERSION
 from meal_lite.experiments.arms import ARM_LABELS, ARMS, rename_legacy
-from meal_lite.experiments.protocol import PAIRS, PROFILE_SETTINGS, Experiment, base_config, run_protocol
+from meal_lite.experiments.protocol import Experiment, base_config, run_protocol
+from meal_lite.experiments.protocol_settings import PAIRS, PROFILE_SETTINGS
 from meal_lite.experiments.record import hardware
 from meal_lite.experiments.stats import paired_differences, t_interval
 from meal_lite.training.workers import cpu_pool, resolve_workers

@@ -16,7 +16,8 @@ from meal_lite.experiments.inherited import agreement, collect_outputs, confusio
 from meal_lite.core.objective import Objective, make_mix
 from meal_lite.training.digits_teachers import DIGITS_TEACHERS, TeacherRecipe, recipe_key, teacher_config
 from meal_lite.experiments.arms import arm_label, arm_objective, rename_legacy
-from meal_lite.experiments.protocol import PAIRS, PROFILE_SETTINGS, ProtocolSettings, continuation_config, run_config
+from meal_lite.experiments.protocol import continuation_config, run_config
+from meal_lite.experiments.protocol_settings import PAIRS, PROFILE_SETTINGS, ProtocolSettings
 from meal_lite.core.ensemble import SharedTargets
 from meal_lite.experiments.stats import interval_text, paired_differences, summarize, t_interval, verdict
 from meal_lite.training.trainer import Trainer

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from meal_lite.errors import ConfigError
-from meal_lite.experiments.protocol import Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
+from meal_lite.experiments.protocol import Experiment, base_config, prepare_experiment, run_protocol
+from meal_lite.experiments.protocol_settings import ProtocolSettings
 from meal_lite.training.digits_teachers import digits_ensemble
 from meal_lite.training.workers import WORKERS_ENV_VAR, one_thread, resolve_workers
 

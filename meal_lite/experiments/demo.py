@@ -22,7 +22,8 @@ from meal_lite.files import write_json
 from meal_lite.errors import ConfigError
 from meal_lite.experiments.plots import plot_demo_curves
 from meal_lite.config.profiles import resolve_profile
-from meal_lite.experiments.protocol import PROFILE_SETTINGS, Experiment, ProtocolSettings, base_config, prepare_experiment, run_protocol
+from meal_lite.experiments.protocol import Experiment, base_config, prepare_experiment, run_protocol
+from meal_lite.experiments.protocol_settings import PROFILE_SETTINGS, ProtocolSettings
 from meal_lite.experiments.arms import ARM_LABELS, ARMS
 from meal_lite.experiments.record import provenance
 from meal_lite.experiments.stats import interval_text
