@@ -221,7 +221,40 @@ const imgs = Array.from(article.querySelectorAll('img')).map(img => ({
 }));
 const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
 const colab = Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href);
-return {url: location.href, title: document.title, imgs: imgs, links: links, colab: colab,
+// Width: every pre (code cells, outputs, listings) and table must fit the content column. Collapsed
+// <details> are opened for the measurement (a reader opens them) and closed again.
+const closed = Array.from(article.querySelectorAll('details:not([open])'));
+closed.forEach(d => { d.open = true; });
+const column = article.getBoundingClientRect();
+const wide = [];
+Array.from(article.querySelectorAll('pre, table')).forEach((el, index) => {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) return;   // not displayed
+    const over = Math.max(el.scrollWidth - el.clientWidth, box.right - column.right);
+    const kind = el.tagName === 'TABLE' ? 'table' : el.closest('.cell_output, .output') ? 'output'
+        : el.closest('.cell_input, .cell') ? 'code cell' : 'listing';
+    const cell = el.closest('.cell');
+    const cells = Array.from(article.querySelectorAll('.cell'));
+    let fit = null, line = '';
+    if (el.tagName === 'PRE') {   // the column in characters of this pre's font: a probe span measures one
+        const probe = document.createElement('span');
+        probe.textContent = 'x'.repeat(100);
+        el.appendChild(probe);
+        const charWidth = probe.getBoundingClientRect().width / 100;
+        el.removeChild(probe);
+        const style = getComputedStyle(el);
+        const inner = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        fit = Math.floor(inner / charWidth);
+        line = el.textContent.split('\\n').find(l => l.length > fit) || '';
+    } else {
+        line = Array.from((el.rows[0] || el).querySelectorAll('th, td')).map(c => c.textContent.trim()).join(' | ');
+    }
+    wide.push({kind: kind, index: index, cell: cell ? cells.indexOf(cell) : -1, over: over,
+               width: el.scrollWidth, client: el.clientWidth, fit: fit, line: line});
+});
+closed.forEach(d => { d.open = false; });
+return {url: location.href, title: document.title, imgs: imgs, links: links, colab: colab, blocks: wide,
+        column: column.width,
         has_article: !!document.querySelector('article.bd-article'),
         height: Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)};
 """
@@ -421,3 +454,23 @@ def test_page_screenshot_saved(pages, entry):
     shot = pages.get(entry)["screenshot"]
     assert shot.is_file() and shot.stat().st_size > 10_000, f"{entry}: screenshot {shot} is missing or blank."
     print(f"[book] screenshot {shot}")
+
+
+#: how far (px) a block may pass its column: sub-pixel rounding of fractional widths
+WIDTH_TOLERANCE_PX = 1
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_blocks_fit_the_column(pages, entry):
+    """No code cell, output, listing or table is wider than the content column: nothing is clipped or
+    needs a horizontal scroll (``scrollWidth <= clientWidth`` and no right edge past the article's)."""
+    info = pages.get(entry)
+    wide = [b for b in info["blocks"] if b["over"] > WIDTH_TOLERANCE_PX]
+    print(f"[book] {entry}: {len(wide)} of {len(info['blocks'])} pre/table wider than the {info['column']:.0f}px column")
+    described = [
+        f"  {b['kind']}" + (f" in cell {b['cell']}" if b["cell"] >= 0 else f" (block {b['index']})")
+        + f": {b['width']} px in {b['client']} px" + (f" (fits {b['fit']} characters)" if b["fit"] else "")
+        + f", first wide line: {b['line'][:140]!r}"
+        for b in wide
+    ]
+    assert not wide, f"{entry}: {len(wide)} block(s) wider than the content column:\n" + "\n".join(described)

@@ -6,8 +6,15 @@
 from meal_lite.lazy import lazy_exports
 
 _EXPORTS = {
+    "apply_style": "meal_lite.book.figures",
+    "FIGURE_DPI": "meal_lite.book.figures",
+    "FIGURE_RC": "meal_lite.book.figures",
+    "MIN_FONT_PT": "meal_lite.book.figures",
+    "MIN_TEXT_PX": "meal_lite.book.figures",
     "setup": "meal_lite.book.chapter",
     "show_config": "meal_lite.book.chapter",
+    "Table": "meal_lite.book.tables",
+    "table": "meal_lite.book.tables",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
