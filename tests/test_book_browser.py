@@ -38,6 +38,7 @@ from pathlib import Path
 
 import pytest
 
+from meal_lite.book import MIN_FONT_PT, MIN_TEXT_PX
 from book_utils import (  # noqa: E402  (pytest's default import mode puts tests/ on sys.path)
     BROWSER_HELP,
     build_book,
@@ -217,6 +218,7 @@ const imgs = Array.from(article.querySelectorAll('img')).map(img => ({
     complete: img.complete,
     width: img.naturalWidth,
     height: img.naturalHeight,
+    rendered: img.getBoundingClientRect().width,
     in_output: !!img.closest('.cell_output, .output'),
 }));
 const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
@@ -474,3 +476,44 @@ def test_page_blocks_fit_the_column(pages, entry):
         for b in wide
     ]
     assert not wide, f"{entry}: {len(wide)} block(s) wider than the content column:\n" + "\n".join(described)
+
+
+def png_dpi(data: bytes) -> float | None:
+    """Dots per inch a PNG records (its pHYs chunk, which matplotlib writes), or None."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"pHYs" and data[pos + 16] == 1:   # unit 1: pixels per metre
+            return int.from_bytes(data[pos + 8:pos + 12], "big") * 0.0254
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def fetch_bytes(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_figure_text_is_readable(pages, entry):
+    """Figure text is at least MIN_TEXT_PX px on the page: the smallest font any book figure has
+    (meal_lite.book.MIN_FONT_PT, see meal_lite/book/figures.py and tests/test_book_helpers.py) is
+    MIN_FONT_PT * dpi / 72 px in the PNG, shown at (rendered width / natural width) of that."""
+    small = []
+    for img in pages.get(entry)["imgs"]:
+        if not img["in_output"] or not img["width"]:
+            continue
+        dpi = png_dpi(fetch_bytes(img["src"]))
+        assert dpi, f"{entry}: the figure {img['src']} records no resolution (not a matplotlib PNG?)"
+        px = MIN_FONT_PT * dpi / 72 * img["rendered"] / img["width"]
+        if px < MIN_TEXT_PX - 0.05:
+            small.append(f"  {img['src'].rsplit('/', 1)[-1]}: {img['width']} px at {dpi:.0f} dpi shown {img['rendered']:.0f} px "
+                         f"wide: {MIN_FONT_PT} pt is {px:.1f} px (needs a figure at most "
+                         f"{img['rendered'] * MIN_FONT_PT / (MIN_TEXT_PX * 72):.1f} in wide)")
+    assert not small, f"{entry}: figure text smaller than {MIN_TEXT_PX} px on the page:\n" + "\n".join(small)
