@@ -460,6 +460,10 @@ def test_page_screenshot_saved(pages, entry):
 
 #: how far (px) a block may pass its column: sub-pixel rounding of fractional widths
 WIDTH_TOLERANCE_PX = 1
+#: pages and kinds of block not yet narrowed (chapters other helpers are editing): their wide blocks are
+#: reported as an expected failure; a listed kind with nothing wide any more fails (remove it from here)
+WIDTH_PENDING: dict[str, set[str]] = {
+}
 
 
 @pytest.mark.parametrize("entry", PAGES)
@@ -469,13 +473,22 @@ def test_page_blocks_fit_the_column(pages, entry):
     info = pages.get(entry)
     wide = [b for b in info["blocks"] if b["over"] > WIDTH_TOLERANCE_PX]
     print(f"[book] {entry}: {len(wide)} of {len(info['blocks'])} pre/table wider than the {info['column']:.0f}px column")
-    described = [
-        f"  {b['kind']}" + (f" in cell {b['cell']}" if b["cell"] >= 0 else f" (block {b['index']})")
-        + f": {b['width']} px in {b['client']} px" + (f" (fits {b['fit']} characters)" if b["fit"] else "")
-        + f", first wide line: {b['line'][:140]!r}"
-        for b in wide
-    ]
-    assert not wide, f"{entry}: {len(wide)} block(s) wider than the content column:\n" + "\n".join(described)
+
+    def described(blocks):
+        return "\n".join(
+            f"  {b['kind']}" + (f" in cell {b['cell']}" if b["cell"] >= 0 else f" (block {b['index']})")
+            + f": {b['width']} px in {b['client']} px" + (f" (fits {b['fit']} characters)" if b["fit"] else "")
+            + f", first wide line: {b['line'][:140]!r}"
+            for b in blocks
+        )
+
+    pending = WIDTH_PENDING.get(entry, set())
+    now = [b for b in wide if b["kind"] not in pending]
+    assert not now, f"{entry}: {len(now)} block(s) wider than the content column:\n" + described(now)
+    stale = sorted(pending - {b["kind"] for b in wide})
+    assert not stale, f"{entry}: no {' or '.join(stale)} is too wide any more: remove them from WIDTH_PENDING."
+    if wide:
+        pytest.xfail(f"{entry}: {len(wide)} pending block(s) wider than the column:\n" + described(wide))
 
 
 def png_dpi(data: bytes) -> float | None:
