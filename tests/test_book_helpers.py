@@ -108,3 +108,8 @@ def test_no_chapter_or_plot_asks_for_a_small_font():
         f"Figure text smaller than MIN_FONT_PT = {MIN_FONT_PT} pt (drop the size: meal_lite.book.setup's style "
         f"gives every text at least that): {unexpected}; listed as pending but fixed (remove from PENDING): {stale}"
     )
+
+
+def test_table_numbers_right_text_and_booleans_left():
+    got = table([{"n": 1.5, "ok": True, "s": "x"}], formats={"ok": lambda v: "yes" if v else "no"})
+    assert str(got) == "| n | ok | s |\n|---:|---|---|\n| 1.5 | yes | x |"

@@ -35,6 +35,10 @@ class Table:
         return self.markdown
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool)
+
+
 def _cell(value: Any, fmt: Format | None) -> str:
     if callable(fmt):
         text = fmt(value)
@@ -76,8 +80,7 @@ def table(
         else:
             values.append(list(row))
     numeric = [
-        any(isinstance(r[i], Number) for r in values)
-        and all(isinstance(r[i], Number) or r[i] in (None, "") for r in values)
+        any(_is_number(r[i]) for r in values) and all(_is_number(r[i]) or r[i] in (None, "") for r in values)
         for i in range(len(keys))
     ]
     lines = [
