@@ -7,6 +7,9 @@ What a reader would notice is what this checks, page by page of _toc.yml:
   and decoded (non-zero natural size);
 - every same-site link answers 200 and its #anchor exists in the target page;
 - the Colab launch button opens the chapter's notebook on the main branch of the repository.
+- no code cell, output, listing or table is wider than the content column at WINDOW's width, and figure
+  text is at least meal_lite.book.MIN_TEXT_PX pixels as the page shows it (the PNG's dpi, its rendered
+  over natural width, and the smallest font the book's figure style allows).
 One screenshot per page goes to this module's tmp folder and, when the environment variable
 MEAL_LITE_SCREENSHOTS names a folder, is copied there too.
 

@@ -1,6 +1,8 @@
-"""The book's helpers: one-call chapter setup.
+"""The book's helpers: one-call chapter setup, its tables and its figure style.
 
-- :mod:`~meal_lite.book.chapter` -- the profile, configuration, data and teachers of a chapter.
+- :mod:`~meal_lite.book.chapter` -- the profile, configuration, data and teachers of a chapter;
+- :mod:`~meal_lite.book.tables` -- rows of values to a Markdown table (the one table helper);
+- :mod:`~meal_lite.book.figures` -- font sizes and resolution that keep figure text readable on the page.
 """
 
 from meal_lite.lazy import lazy_exports
