@@ -466,6 +466,10 @@ WIDTH_TOLERANCE_PX = 1
 #: pages and kinds of block not yet narrowed (chapters other helpers are editing): their wide blocks are
 #: reported as an expected failure; a listed kind with nothing wide any more fails (remove it from here)
 WIDTH_PENDING: dict[str, set[str]] = {
+    "book/03b_dark_knowledge": {"code cell", "listing"},
+    "book/04_discriminator": {"code cell", "listing"},
+    "book/06_cached_soft_labels": {"code cell", "listing"},
+    "book/08_your_own_data": {"code cell", "listing"},
 }
 
 
@@ -516,6 +520,15 @@ def fetch_bytes(url: str) -> bytes:
         return response.read()
 
 
+#: pages whose figures are not yet narrowed (chapters other helpers are editing): reported as an expected
+#: failure; a listed page whose figures all pass fails (remove it from here)
+FIGURE_PENDING: set[str] = {
+    "book/03b_dark_knowledge",
+    "book/04_discriminator",
+    "book/08_your_own_data",
+}
+
+
 @pytest.mark.parametrize("entry", PAGES)
 def test_page_figure_text_is_readable(pages, entry):
     """Figure text is at least MIN_TEXT_PX px on the page: the smallest font any book figure has
@@ -532,4 +545,8 @@ def test_page_figure_text_is_readable(pages, entry):
             small.append(f"  {img['src'].rsplit('/', 1)[-1]}: {img['width']} px at {dpi:.0f} dpi shown {img['rendered']:.0f} px "
                          f"wide: {MIN_FONT_PT} pt is {px:.1f} px (needs a figure at most "
                          f"{img['rendered'] * MIN_FONT_PT / (MIN_TEXT_PX * 72):.1f} in wide)")
-    assert not small, f"{entry}: figure text smaller than {MIN_TEXT_PX} px on the page:\n" + "\n".join(small)
+    message = f"{entry}: figure text smaller than {MIN_TEXT_PX} px on the page:\n" + "\n".join(small)
+    if entry in FIGURE_PENDING:
+        assert small, f"{entry}: every figure's text is readable now: remove it from FIGURE_PENDING."
+        pytest.xfail(message)
+    assert not small, message
