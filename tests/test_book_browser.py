@@ -7,6 +7,9 @@ What a reader would notice is what this checks, page by page of _toc.yml:
   and decoded (non-zero natural size);
 - every same-site link answers 200 and its #anchor exists in the target page;
 - the Colab launch button opens the chapter's notebook on the main branch of the repository.
+- no code cell, output, listing or table is wider than the content column at WINDOW's width, and figure
+  text is at least meal_lite.book.MIN_TEXT_PX pixels as the page shows it (the PNG's dpi, its rendered
+  over natural width, and the smallest font the book's figure style allows).
 One screenshot per page goes to this module's tmp folder and, when the environment variable
 MEAL_LITE_SCREENSHOTS names a folder, is copied there too.
 
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import pytest
 
+from meal_lite.book import MIN_FONT_PT, MIN_TEXT_PX
 from book_utils import (  # noqa: E402  (pytest's default import mode puts tests/ on sys.path)
     BROWSER_HELP,
     build_book,
@@ -217,11 +221,45 @@ const imgs = Array.from(article.querySelectorAll('img')).map(img => ({
     complete: img.complete,
     width: img.naturalWidth,
     height: img.naturalHeight,
+    rendered: img.getBoundingClientRect().width,
     in_output: !!img.closest('.cell_output, .output'),
 }));
 const links = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
 const colab = Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href);
-return {url: location.href, title: document.title, imgs: imgs, links: links, colab: colab,
+// Width: every pre (code cells, outputs, listings) and table must fit the content column. Collapsed
+// <details> are opened for the measurement (a reader opens them) and closed again.
+const closed = Array.from(article.querySelectorAll('details:not([open])'));
+closed.forEach(d => { d.open = true; });
+const column = article.getBoundingClientRect();
+const wide = [];
+Array.from(article.querySelectorAll('pre, table')).forEach((el, index) => {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) return;   // not displayed
+    const over = Math.max(el.scrollWidth - el.clientWidth, box.right - column.right);
+    const kind = el.tagName === 'TABLE' ? 'table' : el.closest('.cell_output, .output') ? 'output'
+        : el.closest('.cell_input, .cell') ? 'code cell' : 'listing';
+    const cell = el.closest('.cell');
+    const cells = Array.from(article.querySelectorAll('.cell'));
+    let fit = null, line = '';
+    if (el.tagName === 'PRE') {   // the column in characters of this pre's font: a probe span measures one
+        const probe = document.createElement('span');
+        probe.textContent = 'x'.repeat(100);
+        el.appendChild(probe);
+        const charWidth = probe.getBoundingClientRect().width / 100;
+        el.removeChild(probe);
+        const style = getComputedStyle(el);
+        const inner = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        fit = Math.floor(inner / charWidth);
+        line = el.textContent.split('\\n').find(l => l.length > fit) || '';
+    } else {
+        line = Array.from((el.rows[0] || el).querySelectorAll('th, td')).map(c => c.textContent.trim()).join(' | ');
+    }
+    wide.push({kind: kind, index: index, cell: cell ? cells.indexOf(cell) : -1, over: over,
+               width: el.scrollWidth, client: el.clientWidth, fit: fit, line: line});
+});
+closed.forEach(d => { d.open = false; });
+return {url: location.href, title: document.title, imgs: imgs, links: links, colab: colab, blocks: wide,
+        column: column.width,
         has_article: !!document.querySelector('article.bd-article'),
         height: Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)};
 """
@@ -421,3 +459,94 @@ def test_page_screenshot_saved(pages, entry):
     shot = pages.get(entry)["screenshot"]
     assert shot.is_file() and shot.stat().st_size > 10_000, f"{entry}: screenshot {shot} is missing or blank."
     print(f"[book] screenshot {shot}")
+
+
+#: how far (px) a block may pass its column: sub-pixel rounding of fractional widths
+WIDTH_TOLERANCE_PX = 1
+#: pages and kinds of block not yet narrowed (chapters other helpers are editing): their wide blocks are
+#: reported as an expected failure; a listed kind with nothing wide any more fails (remove it from here)
+WIDTH_PENDING: dict[str, set[str]] = {
+    "book/03b_dark_knowledge": {"code cell", "listing"},
+    "book/04_discriminator": {"code cell", "listing"},
+    "book/06_cached_soft_labels": {"code cell", "listing"},
+    "book/08_your_own_data": {"code cell", "listing"},
+}
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_blocks_fit_the_column(pages, entry):
+    """No code cell, output, listing or table is wider than the content column: nothing is clipped or
+    needs a horizontal scroll (``scrollWidth <= clientWidth`` and no right edge past the article's)."""
+    info = pages.get(entry)
+    wide = [b for b in info["blocks"] if b["over"] > WIDTH_TOLERANCE_PX]
+    print(f"[book] {entry}: {len(wide)} of {len(info['blocks'])} pre/table wider than the {info['column']:.0f}px column")
+
+    def described(blocks):
+        return "\n".join(
+            f"  {b['kind']}" + (f" in cell {b['cell']}" if b["cell"] >= 0 else f" (block {b['index']})")
+            + f": {b['width']} px in {b['client']} px" + (f" (fits {b['fit']} characters)" if b["fit"] else "")
+            + f", first wide line: {b['line'][:140]!r}"
+            for b in blocks
+        )
+
+    pending = WIDTH_PENDING.get(entry, set())
+    now = [b for b in wide if b["kind"] not in pending]
+    assert not now, f"{entry}: {len(now)} block(s) wider than the content column:\n" + described(now)
+    stale = sorted(pending - {b["kind"] for b in wide})
+    assert not stale, f"{entry}: no {' or '.join(stale)} is too wide any more: remove them from WIDTH_PENDING."
+    if wide:
+        pytest.xfail(f"{entry}: {len(wide)} pending block(s) wider than the column:\n" + described(wide))
+
+
+def png_dpi(data: bytes) -> float | None:
+    """Dots per inch a PNG records (its pHYs chunk, which matplotlib writes), or None."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"pHYs" and data[pos + 16] == 1:   # unit 1: pixels per metre
+            return int.from_bytes(data[pos + 8:pos + 12], "big") * 0.0254
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def fetch_bytes(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+#: pages whose figures are not yet narrowed (chapters other helpers are editing): reported as an expected
+#: failure; a listed page whose figures all pass fails (remove it from here)
+FIGURE_PENDING: set[str] = {
+    "book/03b_dark_knowledge",
+    "book/04_discriminator",
+    "book/08_your_own_data",
+}
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_figure_text_is_readable(pages, entry):
+    """Figure text is at least MIN_TEXT_PX px on the page: the smallest font any book figure has
+    (meal_lite.book.MIN_FONT_PT, see meal_lite/book/figures.py and tests/test_book_helpers.py) is
+    MIN_FONT_PT * dpi / 72 px in the PNG, shown at (rendered width / natural width) of that."""
+    small = []
+    for img in pages.get(entry)["imgs"]:
+        if not img["in_output"] or not img["width"]:
+            continue
+        dpi = png_dpi(fetch_bytes(img["src"]))
+        assert dpi, f"{entry}: the figure {img['src']} records no resolution (not a matplotlib PNG?)"
+        px = MIN_FONT_PT * dpi / 72 * img["rendered"] / img["width"]
+        if px < MIN_TEXT_PX - 0.05:
+            small.append(f"  {img['src'].rsplit('/', 1)[-1]}: {img['width']} px at {dpi:.0f} dpi shown {img['rendered']:.0f} px "
+                         f"wide: {MIN_FONT_PT} pt is {px:.1f} px (needs a figure at most "
+                         f"{img['rendered'] * MIN_FONT_PT / (MIN_TEXT_PX * 72):.1f} in wide)")
+    message = f"{entry}: figure text smaller than {MIN_TEXT_PX} px on the page:\n" + "\n".join(small)
+    if entry in FIGURE_PENDING:
+        assert small, f"{entry}: every figure's text is readable now: remove it from FIGURE_PENDING."
+        pytest.xfail(message)
+    assert not small, message

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
+from meal_lite.book.figures import apply_style
 from meal_lite.config.schema import format_config
 from meal_lite.experiments.protocol import Experiment, base_config
 from meal_lite.config.profiles import resolve_profile
@@ -45,7 +46,9 @@ def setup(
 
     ``sections`` are the configuration sections the chapter talks about (shown at its top);
     ``teachers=False`` skips building the ensemble (chapter 1 only looks at the data).
+    Figures drawn afterwards get the book's figure style (:func:`~meal_lite.book.figures.apply_style`).
     """
+    apply_style()
     cfg = base_config(resolve_profile(profile))
     show_config(cfg, sections)
     return Experiment(cfg, verbose=verbose, teachers=teachers)

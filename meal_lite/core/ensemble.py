@@ -199,12 +199,14 @@ def declared_num_classes(model: nn.Module) -> int | None:
 
 
 def average_teachers(teacher_logits: torch.Tensor) -> EnsembleOutput:
-    """The ensemble's arithmetic, in one place: from the teachers' logits ``(K, N, C)`` to its output.
+    """The ensemble's arithmetic, in one place: from the teachers' logits ``(K, N, C)``
+    to its output.
 
-    ``probs`` is the mean of the teachers' softmaxes, the KL target. That is NOT softmax(mean logits):
-    the two differ whenever the teachers disagree (chapter 2 shows by how much), and the paper and the
-    official code both average probabilities. ``logits`` is the mean of the raw logits: what the
-    official code hands the discriminator as the teacher side.
+    ``probs`` is the mean of the teachers' softmaxes, the KL target. That is NOT
+    softmax(mean logits): the two differ whenever the teachers disagree (chapter 2 shows
+    by how much), and the paper and the official code both average probabilities.
+    ``logits`` is the mean of the raw logits: what the official code hands the
+    discriminator as the teacher side.
     """
     teacher_logits = teacher_logits.float()
     probs = torch.softmax(teacher_logits, dim=-1).mean(dim=0)
@@ -262,8 +264,9 @@ class TeacherEnsemble(nn.Module):
 
     # -- frozen for good -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "TeacherEnsemble":
-        # nn.Module.train() on any parent calls this method on its children, so overriding it here is
-        # enough to keep teachers in eval mode however deep the ensemble sits in a model tree.
+        # nn.Module.train() on any parent calls this method on its children, so
+        # overriding it here is enough to keep teachers in eval mode however deep the
+        # ensemble sits in a model tree.
         super().train(mode)
         self.teachers.eval()
         return self
@@ -299,13 +302,18 @@ class TeacherEnsemble(nn.Module):
     # -- forward ---------------------------------------------------------------------------------
     @torch.no_grad()
     def teacher_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each teacher's raw logits for batch ``x`` (after its input adapter), in teacher order."""
-        outputs = [teacher(adapter(x)) for teacher, adapter in zip(self.teachers, self.adapters)]
+        """Each teacher's raw logits for batch ``x`` (after its input adapter), in
+        teacher order."""
+        outputs = [
+            teacher(adapter(x))
+            for teacher, adapter in zip(self.teachers, self.adapters)
+        ]
         shapes = [tuple(o.shape) for o in outputs]
         if any(len(s) != 2 for s in shapes) or len(set(shapes)) != 1:
             described = ", ".join(f"teacher {i}: {s}" for i, s in enumerate(shapes))
             raise ModelError(
-                f"The teachers returned logits of different shapes ({described}); every teacher must return "
+                f"The teachers returned logits of different shapes ({described}); "
+                "every teacher must return "
                 "(batch, classes) logits over the same classes."
             )
         self._observed_num_classes = shapes[0][1]
@@ -313,8 +321,12 @@ class TeacherEnsemble(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> EnsembleOutput:
-        """Average the teachers: mean of softmaxes (``probs``) and mean of logits (``logits``)."""
-        return average_teachers(torch.stack([o.float() for o in self.teacher_outputs(x)]))  # (K, N, C)
+        """Average the teachers: mean of softmaxes (``probs``) and mean of logits
+        (``logits``)."""
+        # the teachers' logits stacked: (K, N, C)
+        return average_teachers(
+            torch.stack([o.float() for o in self.teacher_outputs(x)])
+        )
 
     def targets(self, images: torch.Tensor, batch: Any = None) -> EnsembleOutput:
         """Teacher-source protocol: the targets for ``images``; ``batch`` (the whole batch tuple) is

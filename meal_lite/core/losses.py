@@ -89,16 +89,18 @@ def soft_cross_entropy(
     temperature: float = 1.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """MEAL V2's distillation loss: cross-entropy of the student against soft target probabilities.
+    """MEAL V2's distillation loss: cross-entropy of the student against soft target
+    probabilities.
 
-    ``-1/N sum_i sum_c p_ic log softmax(z_s / T)_ic``, times ``T**2``. With ``T = 1`` and
-    ``reduction="mean"`` this is the official loss (a per-sample dot product, averaged over the batch).
-    ``reduction="none"`` returns the ``(N,)`` per-sample losses (already scaled by ``T**2``).
+    ``-1/N sum_i sum_c p_ic log softmax(z_s / T)_ic``, times ``T**2``. With ``T = 1``
+    and ``reduction="mean"`` this is the official loss (a per-sample dot product,
+    averaged over the batch). ``reduction="none"`` returns the ``(N,)`` per-sample
+    losses (already scaled by ``T**2``).
     """
     _check(student_logits, target_probs, temperature, reduction)
     log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    # Multiply, not xlogy: a zero target probability contributes exactly 0 even where log p_s is very
-    # negative, and log_softmax never returns -inf for finite logits.
+    # Multiply, not xlogy: a zero target probability contributes exactly 0 even where
+    # log p_s is very negative, and log_softmax never returns -inf for finite logits.
     per_sample = -(target_probs.float() * log_p_s).sum(dim=-1) * (temperature**2)
     return _reduce(per_sample, reduction)
 
@@ -111,14 +113,17 @@ def kl_divergence(
 ) -> torch.Tensor:
     """True ``KL(p_target || softmax(z_s / T))``, batch-averaged, times ``T**2``.
 
-    Equals :func:`soft_cross_entropy` minus the mean entropy of the target (times ``T**2``), so it has
-    the same gradient w.r.t. the student, and it is 0 when the student's distribution equals the target.
-    Target entries equal to 0 contribute 0 (``xlogy``), never NaN.
+    Equals :func:`soft_cross_entropy` minus the mean entropy of the target (times
+    ``T**2``), so it has the same gradient w.r.t. the student, and it is 0 when the
+    student's distribution equals the target. Target entries equal to 0 contribute 0
+    (``xlogy``), never NaN.
     """
     _check(student_logits, target_probs, temperature, reduction)
     p = target_probs.float()
     log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    per_sample = (torch.special.xlogy(p, p) - p * log_p_s).sum(dim=-1) * (temperature**2)
+    per_sample = (torch.special.xlogy(p, p) - p * log_p_s).sum(dim=-1) * (
+        temperature**2
+    )
     return _reduce(per_sample, reduction)
 
 

@@ -189,29 +189,52 @@ class Objective(nn.Module):
         return soft_targets(targets, self.temperature)
 
     # -- one step ----------------------------------------------------------------------------------
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, batch: Any = None) -> dict[str, torch.Tensor]:
-        """``{"loss": total, ...parts}`` for one batch; every value a 0-dim tensor (no host sync).
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, batch: Any = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"loss": total, ...parts}`` for one batch; every value a 0-dim tensor (no
+        host sync).
 
-        ``batch`` is the whole batch tuple, handed to the teacher source (a cached source reads sample
-        indices and crop parameters from it).
+        ``batch`` is the whole batch tuple, handed to the teacher source (a cached
+        source reads sample indices and crop parameters from it).
         """
-        soft_labels = None  # timm mixes in place: mix a copy, the caller's batch stays as it was
+        # timm mixes in place: mix a copy, the caller's batch stays as it was
+        soft_labels = None
         if self.mix is not None and self.training:
             images, soft_labels = self.mix(images.clone(), labels)
-        targets = self.teacher_source.targets(images, batch) if self.teacher_source is not None else None
-        teacher_side = _teacher_side(targets, _unwrap(self.trainable).disc_input) if self.discriminator is not None else None
+        targets = (
+            self.teacher_source.targets(images, batch)
+            if self.teacher_source is not None
+            else None
+        )
+        teacher_side = (
+            _teacher_side(targets, _unwrap(self.trainable).disc_input)
+            if self.discriminator is not None
+            else None
+        )
         logits, disc_out = self.trainable(images, teacher_side)
         logits = logits.float()
         if targets is None:  # labels: as they are, or mixed like the images
-            loss = cross_entropy(logits, labels) if soft_labels is None else soft_cross_entropy(logits, soft_labels.float())
+            loss = (
+                cross_entropy(logits, labels)
+                if soft_labels is None
+                else soft_cross_entropy(logits, soft_labels.float())
+            )
             return {"loss": loss}
-        kl = LOSS_FUNCTIONS[self.distillation](logits, self.soft_targets(targets), temperature=self.temperature)
+        kl = LOSS_FUNCTIONS[self.distillation](
+            logits, self.soft_targets(targets), temperature=self.temperature
+        )
         if disc_out is None:
             return {"loss": kl, "kl": kl}
         n = logits.shape[0]
         d_loss = discriminator_bce(disc_out, n)
         disc_acc = 100.0 * discriminator_correct(disc_out.detach(), n).float().mean()
-        return {"loss": kl + self.disc_weight * d_loss, "kl": kl, "d_loss": d_loss, "disc_acc": disc_acc}
+        return {
+            "loss": kl + self.disc_weight * d_loss,
+            "kl": kl,
+            "d_loss": d_loss,
+            "disc_acc": disc_acc,
+        }
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, temperature={self.temperature}, distillation={self.distillation}, mix={self.mix is not None}"
@@ -266,17 +289,21 @@ def make_mix(mixup_alpha: float, cutmix_prob: float, cutmix_beta: float, num_cla
 
 
 def soft_targets(targets: EnsembleOutput, temperature: float) -> torch.Tensor:
-    """The distillation target at temperature ``T``: the only place in meal-lite where T is applied.
+    """The distillation target at temperature ``T``: the only place in meal-lite where T
+    is applied.
 
-    ``T = 1``: the ensemble's mean of probabilities as it is. Otherwise the mean of the teachers'
-    softmax at ``T`` (``mean_t softmax(z_t / T)``) when the source kept the teachers' logits; a cached
-    source keeps only the mean probabilities, which are softened as a whole (``p**(1/T)``
-    renormalised) - close to, but not the same as, averaging softened teachers.
+    ``T = 1``: the ensemble's mean of probabilities as it is. Otherwise the mean of the
+    teachers' softmax at ``T`` (``mean_t softmax(z_t / T)``) when the source kept the
+    teachers' logits; a cached source keeps only the mean probabilities, which are
+    softened as a whole (``p**(1/T)`` renormalised) - close to, but not the same as,
+    averaging softened teachers.
     """
     if temperature == 1.0:
         return targets.probs
     if targets.teacher_logits is not None:
-        return torch.softmax(targets.teacher_logits.float() / temperature, dim=-1).mean(dim=0)
+        return torch.softmax(targets.teacher_logits.float() / temperature, dim=-1).mean(
+            dim=0
+        )
     return soften(targets.probs, temperature, is_probs=True)
 
 

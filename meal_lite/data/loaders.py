@@ -43,12 +43,14 @@ def view_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededViews(Dataset):
-    """``dataset`` whose random augmentation of image ``i`` in epoch ``e`` depends on ``(seed, e, i)`` only.
+    """``dataset`` whose random augmentation of image ``i`` in epoch ``e`` depends on
+    ``(seed, e, i)`` only.
 
-    Each ``__getitem__`` seeds torch's and Python's global generators (which torchvision and timm
-    transforms draw from) with :func:`view_seed` inside a saved-and-restored RNG state, so the caller's
-    random streams are untouched. Call :meth:`set_epoch` each epoch (:func:`set_loader_epoch` does);
-    worker processes get the epoch with the dataset, since they start anew each epoch.
+    Each ``__getitem__`` seeds torch's and Python's global generators (which torchvision
+    and timm transforms draw from) with :func:`view_seed` inside a saved-and-restored
+    RNG state, so the caller's random streams are untouched. Call :meth:`set_epoch` each
+    epoch (:func:`set_loader_epoch` does); worker processes get the epoch with the
+    dataset, since they start anew each epoch.
     """
 
     def __init__(self, dataset: Dataset, seed: int = 0) -> None:
@@ -63,12 +65,14 @@ class SeededViews(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def view(self, index: int, epoch: int):
-        """Item ``index`` as it is seen in ``epoch`` (the same pixels every time it is asked for)."""
+        """Item ``index`` as it is seen in ``epoch`` (the same pixels every time it is
+        asked for)."""
         seed = view_seed(self.seed, epoch, index)
         python_state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            # The CPU generator only: fork_rng(devices=[]) restores only it, and torch.manual_seed would
-            # also reseed (or, before CUDA starts, queue a reseed of) every GPU's generator - per image.
+            # The CPU generator only: fork_rng(devices=[]) restores only it, and
+            # torch.manual_seed would also reseed (or, before CUDA starts, queue a
+            # reseed of) every GPU's generator - per image.
             torch.default_generator.manual_seed(seed)
             random.seed(seed)
             try:

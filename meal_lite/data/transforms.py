@@ -38,9 +38,11 @@ def paper_data_config(
 
 
 def build_transforms(data_config: Mapping[str, Any], train: bool) -> Callable:
-    """timm transforms for a data config: RandomResizedCrop + flip (train), resize + centre crop (eval).
+    """timm transforms for a data config: RandomResizedCrop + flip (train), resize +
+    centre crop (eval).
 
-    No auto-augment, no random erasing, no colour jitter: the paper's recipe uses none of them.
+    No auto-augment, no random erasing, no colour jitter: the paper's recipe uses none
+    of them.
     """
     for key in ("input_size", "mean", "std"):
         if key not in data_config:

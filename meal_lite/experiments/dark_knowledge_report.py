@@ -89,7 +89,7 @@ def plot_held_out(report: dict, path: str | Path | None = None, ax: Any = None):
     ax.set_ylabel(f"test accuracy on the held-out class {report['held_out']} (%)")
     ax.set_ylim(-3, 103)
     ax.set_title(f"A digit never seen labelled ({report['settings']['seeds']} seeds)")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(loc="best")
     ax.figure.tight_layout()
     if path is not None:
         ax.figure.savefig(path, dpi=120)

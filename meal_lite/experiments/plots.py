@@ -56,7 +56,7 @@ def plot_demo_curves(report: Mapping[str, Any], settings: Any, path: str | Path 
     baselines = len(curves["baseline"])
     ax.set_title(f"{report.get('student', 'student')} on {report.get('dataset', '')}: continuations, mean of {seeds} "
                  f"seed{'s' if seeds != 1 else ''}; baseline: {baselines} run{'s' if baselines != 1 else ''}", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -74,7 +74,7 @@ def plot_reliability(curves: Mapping[str, dict], ax=None):
     ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     return fig
 
@@ -92,7 +92,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], ax=None, titl
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if matrix[i, j]:
-                ax.text(j, i, f"{matrix[i, j]:+d}" if cmap == "RdBu" else str(matrix[i, j]), ha="center", va="center", fontsize=7)
+                ax.text(j, i, f"{matrix[i, j]:+d}" if cmap == "RdBu" else str(matrix[i, j]), ha="center", va="center")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return fig

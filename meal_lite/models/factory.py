@@ -93,11 +93,13 @@ _IMAGENET_CLASSES = 1000
 class ClassSubset(nn.Module):
     """Wrap a model and keep only some of its logits, in the given order.
 
-    ``ClassSubset(imagenet_model, IMAGENETTE_IMAGENET_INDICES)`` is a 10-class ImageNette classifier
-    whose logit ``i`` is the ImageNet logit of ImageNette class ``i``. Softmax over the kept logits
-    renormalises the probability over the ten classes, which is what a 10-class student learns from.
-    The wrapper exposes ``num_classes`` (the number of kept logits) and the inner model's
-    ``pretrained_cfg``, so timm's ``resolve_model_data_config`` still finds the teacher's preprocessing.
+    ``ClassSubset(imagenet_model, IMAGENETTE_IMAGENET_INDICES)`` is a 10-class
+    ImageNette classifier whose logit ``i`` is the ImageNet logit of ImageNette class
+    ``i``. Softmax over the kept logits renormalises the probability over the ten
+    classes, which is what a 10-class student learns from. The wrapper exposes
+    ``num_classes`` (the number of kept logits) and the inner model's
+    ``pretrained_cfg``, so timm's ``resolve_model_data_config`` still finds the
+    teacher's preprocessing.
     """
 
     def __init__(self, model: nn.Module, indices: Sequence[int]) -> None:
@@ -108,12 +110,16 @@ class ClassSubset(nn.Module):
         inner = getattr(model, "num_classes", None)
         if isinstance(inner, int) and (max(indices) >= inner or min(indices) < 0):
             raise ModelError(
-                f"ClassSubset indices must lie in [0, {inner}) for a model with {inner} outputs, got "
+                f"ClassSubset indices must lie in [0, {inner}) for a model with "
+                f"{inner} outputs, got "
                 f"{min(indices)}..{max(indices)}."
             )
         self.model = model
-        # Derived constant, not learned state: not saved in state_dict, but moved by .to(device).
-        self.register_buffer("indices", torch.tensor(indices, dtype=torch.long), persistent=False)
+        # Derived constant, not learned state: not saved in state_dict, but moved by
+        # .to(device).
+        self.register_buffer(
+            "indices", torch.tensor(indices, dtype=torch.long), persistent=False
+        )
         self.num_classes = len(indices)
         cfg = dict(getattr(model, "pretrained_cfg", None) or {})
         self.pretrained_cfg = cfg

@@ -35,24 +35,39 @@ class BatchPlan:
 
 
 def plan_batches(cfg, world_size: int = 1) -> BatchPlan:
-    """The :class:`BatchPlan` of ``cfg`` (a :class:`~meal_lite.config.schema.Config`) on ``world_size`` processes.
+    """The :class:`BatchPlan` of ``cfg`` (a :class:`~meal_lite.config.schema.Config`) on
+    ``world_size`` processes.
 
-    Raises a one-sentence :class:`ConfigError` when the global batch cannot be split evenly.
+    Raises a one-sentence :class:`ConfigError` when the global batch cannot be split
+    evenly.
     """
     world_size = int(world_size)
     data, optim = cfg.data, cfg.optim
     if data.global_batch is None:
-        return BatchPlan(data.batch_size * world_size, world_size, data.batch_size, 1, 1.0, None)
+        return BatchPlan(
+            data.batch_size * world_size, world_size, data.batch_size, 1, 1.0, None
+        )
     global_batch = int(data.global_batch)
     if global_batch % world_size:
         raise ConfigError(
-            f"data.global_batch={global_batch} cannot be split evenly over {world_size} processes; make it a "
-            f"multiple of {world_size} (e.g. {max(1, round(global_batch / world_size)) * world_size})."
+            f"data.global_batch={global_batch} cannot be split evenly over "
+            f"{world_size} processes; make it a "
+            f"multiple of {world_size} (e.g. "
+            f"{max(1, round(global_batch / world_size)) * world_size})."
         )
     share = global_batch // world_size
     limit = data.max_batch_per_process or share
-    accum = next(a for a in range(1, share + 1) if share % a == 0 and share // a <= limit)
-    return BatchPlan(global_batch, world_size, share // accum, accum, global_batch / optim.reference_batch, optim.reference_batch)
+    accum = next(
+        a for a in range(1, share + 1) if share % a == 0 and share // a <= limit
+    )
+    return BatchPlan(
+        global_batch,
+        world_size,
+        share // accum,
+        accum,
+        global_batch / optim.reference_batch,
+        optim.reference_batch,
+    )
 
 
 def describe_plan(plan: BatchPlan, cfg) -> str:

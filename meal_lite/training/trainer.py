@@ -253,7 +253,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
-        """Restore :meth:`state_dict` / :meth:`save` output; a checkpoint of another run raises CheckpointError."""
+        """Restore :meth:`state_dict` / :meth:`save` output; a checkpoint of another run
+        raises CheckpointError."""
         self._check_position(state, source)
         try:
             self.student.load_state_dict(state["student"])
@@ -262,16 +263,20 @@ class Trainer:
                     raise KeyError("it holds no discriminator")
                 self.discriminator.load_state_dict(state["discriminator"])
             self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(scheduler_state_from_safe(state["scheduler"]))
+            self.scheduler.load_state_dict(
+                scheduler_state_from_safe(state["scheduler"])
+            )
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise CheckpointError(
-                f"{source} does not fit this run ({first_line(exc, 200)}); set train.resume=false or choose "
+                f"{source} does not fit this run ({first_line(exc, 200)}); set "
+                "train.resume=false or choose "
                 f"another train.out."
             ) from None
-        # The schedule follows the *current* config (so a resumed run may extend it); same config = same run.
+        # The schedule follows the *current* config (so a resumed run may extend it);
+        # same config = same run.
         self.scheduler.milestones = Counter(self.cfg.optim.milestones)
         self.scheduler.gamma = self.cfg.optim.gamma
         self.completed_epochs = int(state["epoch"])
@@ -280,7 +285,11 @@ class Trainer:
         if mine is not None:
             set_rng_state(mine["rng"])
         step = int(state.get("step_in_epoch", 0))
-        self.resume_point = {"step": step, "sums": mine["sums"], "seen": mine["seen"]} if step and mine else None
+        self.resume_point = (
+            {"step": step, "sums": mine["sums"], "seen": mine["seen"]}
+            if step and mine
+            else None
+        )
 
     def _check_position(self, state: dict, source: str) -> None:
         """A mid-epoch checkpoint's sampler position holds only for the world size and batch that wrote it."""
@@ -302,7 +311,8 @@ class Trainer:
         return per_rank[self.ctx.rank]
 
     def resume(self) -> None:
-        """With ``train.resume``, continue from ``last.pt`` (a fresh start when there is none)."""
+        """With ``train.resume``, continue from ``last.pt`` (a fresh start when there is
+        none)."""
         path = self.recorder.checkpoint_path
         if not self.cfg.train.resume:
             return
@@ -312,12 +322,17 @@ class Trainer:
         state = load_checkpoint(path, map_location="cpu")
         self.load_state_dict(state, source=f"Checkpoint '{path}'")
         if self.ctx.rank and self._own_part(state) is None:
-            # An epoch-end checkpoint of another world size: other ranks take their own deterministic
-            # stream so their augmentations stay different (bit-identity then needs the same world size).
-            torch.manual_seed(self.cfg.train.seed + 1000 * self.completed_epochs + self.ctx.rank)
+            # An epoch-end checkpoint of another world size: other ranks take their own
+            # deterministic stream so their augmentations stay different (bit-identity
+            # then needs the same world size).
+            torch.manual_seed(
+                self.cfg.train.seed + 1000 * self.completed_epochs + self.ctx.rank
+            )
         where = f"epoch {self.completed_epochs}"
         if self.resume_point:
-            where = f"step {self.resume_point['step']} of epoch {self.completed_epochs + 1}"
+            where = (
+                f"step {self.resume_point['step']} of epoch {self.completed_epochs + 1}"
+            )
         self.recorder.log(f"resumed from {path} after {where}")
 
     def save(self, sums: EpochSums | None = None, step_in_epoch: int = 0) -> None:
