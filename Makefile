@@ -40,7 +40,8 @@ browser-deps:
 	  echo "warning: chromium not installed and no root: the browser test will skip (sudo apt-get install chromium chromium-driver)"; \
 	fi
 
-# The suite in two pytest-xdist workers (a chapter's cells stay together and in order: --dist loadfile),
+# The suite in two pytest-xdist workers (a chapter's cells stay together and in order: --dist loadfile;
+# the longest files first, as tests/conftest.py orders them: --no-loadscope-reorder),
 # every chapter executed once by nbval and saved to _build/executed; then the browser test builds the
 # book from those saved chapters (no chapter runs twice) and checks it in headless Chromium.
 PYTEST_RUN := HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest -p executed_notebooks \
