@@ -466,9 +466,7 @@ WIDTH_TOLERANCE_PX = 1
 #: pages and kinds of block not yet narrowed (chapters other helpers are editing): their wide blocks are
 #: reported as an expected failure; a listed kind with nothing wide any more fails (remove it from here)
 WIDTH_PENDING: dict[str, set[str]] = {
-    "book/03b_dark_knowledge": {"code cell", "listing"},
     "book/04_discriminator": {"code cell", "listing"},
-    "book/06_cached_soft_labels": {"code cell", "listing"},
     "book/08_your_own_data": {"code cell", "listing"},
 }
 
@@ -523,7 +521,6 @@ def fetch_bytes(url: str) -> bytes:
 #: pages whose figures are not yet narrowed (chapters other helpers are editing): reported as an expected
 #: failure; a listed page whose figures all pass fails (remove it from here)
 FIGURE_PENDING: set[str] = {
-    "book/03b_dark_knowledge",
     "book/04_discriminator",
     "book/08_your_own_data",
 }

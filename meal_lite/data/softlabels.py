@@ -173,18 +173,26 @@ def draw_crop(image: Any, spec: CropSpec, seed: int, index: int, crop: int) -> t
     return tuple(int(v) for v in box), bool(flip)  # type: ignore[return-value]
 
 
-def render_crop(image: Any, box: Sequence[int], flip: bool, spec: CropSpec) -> torch.Tensor:
-    """The normalised crop the teachers (at generation) and the student (at replay) both see.
+def render_crop(
+    image: Any, box: Sequence[int], flip: bool, spec: CropSpec
+) -> torch.Tensor:
+    """The normalised crop the teachers (at generation) and the student (at replay) both
+    see.
 
-    The same operations as the online training transform: ``resized_crop`` on the PIL image (or, for
-    in-memory tensors, antialiased on the tensor), ``to_tensor``, the flip, the normalisation.
+    The same operations as the online training transform: ``resized_crop`` on the PIL
+    image (or, for in-memory tensors, antialiased on the tensor), ``to_tensor``, the
+    flip, the normalisation.
     """
     top, left, height, width = (int(v) for v in box)
     mode = InterpolationMode(spec.interpolation)
     if isinstance(image, torch.Tensor):
-        out = F.resized_crop(image, top, left, height, width, list(spec.size), mode, antialias=True)
+        out = F.resized_crop(
+            image, top, left, height, width, list(spec.size), mode, antialias=True
+        )
     else:
-        out = F.to_tensor(F.resized_crop(image, top, left, height, width, list(spec.size), mode))
+        out = F.to_tensor(
+            F.resized_crop(image, top, left, height, width, list(spec.size), mode)
+        )
     if flip:
         out = F.hflip(out)
     return F.normalize(out, list(spec.mean), list(spec.std))
@@ -304,19 +312,21 @@ class SoftLabelCache:
 
 
 class CachedCrops(SeededViews):
-    """The training split replaying cached crops: item ``i`` in epoch ``e`` is stored crop ``e mod R``.
+    """The training split replaying cached crops: item ``i`` in epoch ``e`` is stored
+    crop ``e mod R``.
 
     Returns ``(image, label, top-k probabilities (float32), top-k classes (int64))``. A
-    :class:`~meal_lite.data.loaders.SeededViews` (so ``build_loader`` does not wrap it again and
-    ``set_loader_epoch`` reaches it), but its views are read from the cache, not drawn: the run's seed
-    does not change them, the cache's seed does.
+    :class:`~meal_lite.data.loaders.SeededViews` (so ``build_loader`` does not wrap it
+    again and ``set_loader_epoch`` reaches it), but its views are read from the cache,
+    not drawn: the run's seed does not change them, the cache's seed does.
     """
 
     def __init__(self, dataset: Dataset, cache: SoftLabelCache, seed: int = 0) -> None:
         if len(dataset) != cache.num_images:  # type: ignore[arg-type]
             raise CacheError(
-                f"The soft-label cache at '{cache.path}' holds {cache.num_images} images but the training set has "
-                f"{len(dataset)}; make the cache for this dataset."  # type: ignore[arg-type]
+                f"The soft-label cache at '{cache.path}' holds {cache.num_images} "
+                f"images but the training set has {len(dataset)}; "  # type: ignore
+                "make the cache for this dataset."
             )
         super().__init__(dataset, seed)
         self.cache = cache
@@ -327,15 +337,20 @@ class CachedCrops(SeededViews):
     def view(self, index: int, epoch: int):
         rec = self.cache.record(self.record_id(index, epoch))
         image, label = base_item(self.dataset, index)
-        pixels = render_crop(image, rec["box"].tolist(), bool(rec["flip"]), self.cache.spec)
+        pixels = render_crop(
+            image, rec["box"].tolist(), bool(rec["flip"]), self.cache.spec
+        )
         probs = torch.from_numpy(rec["prob"].astype(np.float32))
         classes = torch.from_numpy(rec["cls"].astype(np.int64))
         return pixels, label, probs, classes
 
 
-def rebuild_targets(probs: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dense ``(N, C)`` targets from stored top-k: the k probabilities at their classes, the remaining mass
-    ``1 - sum`` spread evenly over the other classes, then renormalised (see the module docstring)."""
+def rebuild_targets(
+    probs: torch.Tensor, classes: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Dense ``(N, C)`` targets from stored top-k: the k probabilities at their classes,
+    the remaining mass ``1 - sum`` spread evenly over the other classes, then
+    renormalised (see the module docstring)."""
     probs = probs.float()
     n, k = probs.shape
     rest = (1.0 - probs.sum(dim=1, keepdim=True)).clamp_min(0.0)

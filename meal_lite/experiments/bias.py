@@ -37,11 +37,18 @@ def accuracies(logits: torch.Tensor, labels: torch.Tensor, held_out: int, bias: 
     return held, 100.0 * int(correct.sum()) / len(labels)
 
 
-def choose_bias(val_logits: torch.Tensor, val_labels: torch.Tensor, held_out: int, grid: Sequence[float]) -> float:
-    """The bias for the held-out logit that maximises validation accuracy over ``grid`` (VALIDATION data only).
+def choose_bias(
+    val_logits: torch.Tensor,
+    val_labels: torch.Tensor,
+    held_out: int,
+    grid: Sequence[float],
+) -> float:
+    """The bias for the held-out logit that maximises validation accuracy over ``grid``
+    (VALIDATION data only).
 
-    Ties go to the smallest bias in the grid: the least correction that does best. This function sees
-    nothing but validation logits and labels, so the test split cannot leak into the choice.
+    Ties go to the smallest bias in the grid: the least correction that does best. This
+    function sees nothing but validation logits and labels, so the test split cannot
+    leak into the choice.
     """
     best, best_acc = None, -1.0
     for b in sorted(float(x) for x in grid):
@@ -49,7 +56,9 @@ def choose_bias(val_logits: torch.Tensor, val_labels: torch.Tensor, held_out: in
         if acc > best_acc + 1e-9:
             best, best_acc = b, acc
     if best is None:
-        raise ConfigError("The bias grid is empty; give bias_grid a start, stop and positive step.")
+        raise ConfigError(
+            "The bias grid is empty; give bias_grid a start, stop and positive step."
+        )
     return best
 
 

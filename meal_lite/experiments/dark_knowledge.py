@@ -127,17 +127,21 @@ def arm_names(temperatures: Sequence[float], meal: bool = True) -> tuple[str, ..
 
 
 class TransferSet(Dataset):
-    """``dataset`` without any image of class ``held_out``: what the students are trained on.
+    """``dataset`` without any image of class ``held_out``: what the students are
+    trained on.
 
-    ``indices`` are the kept positions in ``dataset``; ``targets`` their labels. Items are the
-    dataset's own (augmentation included).
+    ``indices`` are the kept positions in ``dataset``; ``targets`` their labels. Items
+    are the dataset's own (augmentation included).
     """
 
     def __init__(self, dataset: Dataset, held_out: int) -> None:
         targets = list(getattr(dataset, "targets"))
         classes = getattr(dataset, "num_classes", None) or len(set(targets))
         if not 0 <= int(held_out) < classes:
-            raise ConfigError(f"--held-out {held_out} is not a class of this dataset; use a class index from 0 to {classes - 1}.")
+            raise ConfigError(
+                f"--held-out {held_out} is not a class of this dataset; "
+                f"use a class index from 0 to {classes - 1}."
+            )
         self.dataset = dataset
         self.held_out = int(held_out)
         self.num_classes = classes

@@ -130,11 +130,15 @@ class Trainer:
         """
         return self.optimizer_step([batch], epoch=epoch, step=step)
 
-    def optimizer_step(self, micro_batches: Sequence[Sequence[Any]], *, epoch: int = 0, step: int = 0) -> dict:
-        """ONE optimiser step over ``micro_batches``; the step's parts (sample-weighted means) and ``n``.
+    def optimizer_step(
+        self, micro_batches: Sequence[Sequence[Any]], *, epoch: int = 0, step: int = 0
+    ) -> dict:
+        """ONE optimiser step over ``micro_batches``; the step's parts (sample-weighted
+        means) and ``n``.
 
-        Each micro-batch's loss is scaled by its share of the step's images, so the accumulated gradient
-        is that of the mean over all of them; DDP all-reduces only in the last backward.
+        Each micro-batch's loss is scaled by its share of the step's images, so the
+        accumulated gradient is that of the mean over all of them; DDP all-reduces only in
+        the last backward.
         """
         total = sum(int(batch[0].shape[0]) for batch in micro_batches)
         self.optimizer.zero_grad(set_to_none=True)
@@ -146,14 +150,18 @@ class Trainer:
             with sync_unless(self.objective.trainable, sync=i == len(micro_batches) - 1):
                 with autocast(self.device, self.amp_dtype):
                     parts = self.objective(images, labels, batch)
-                check_finite(parts["loss"], self.ctx, self.recorder.checkpoint_path, epoch, step)
+                check_finite(
+                    parts["loss"], self.ctx, self.recorder.checkpoint_path, epoch, step
+                )
                 loss = parts["loss"] if n == total else parts["loss"] * (n / total)
                 self.scaler.scale(loss).backward()
             if len(micro_batches) == 1:
                 weighted = {name: value.detach() for name, value in parts.items()}
             else:
                 for name, value in parts.items():
-                    weighted[name] = weighted.get(name, 0.0) + value.detach().double() * (n / total)
+                    weighted[name] = (
+                        weighted.get(name, 0.0) + value.detach().double() * (n / total)
+                    )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         weighted["n"] = torch.tensor(float(total), device=self.device)
