@@ -467,9 +467,7 @@ WIDTH_TOLERANCE_PX = 1
 #: reported as an expected failure; a listed kind with nothing wide any more fails (remove it from here)
 WIDTH_PENDING: dict[str, set[str]] = {
     "book/03b_dark_knowledge": {"code cell", "listing"},
-    "book/04_discriminator": {"code cell", "listing"},
     "book/06_cached_soft_labels": {"code cell", "listing"},
-    "book/08_your_own_data": {"code cell", "listing"},
 }
 
 
@@ -524,8 +522,6 @@ def fetch_bytes(url: str) -> bytes:
 #: failure; a listed page whose figures all pass fails (remove it from here)
 FIGURE_PENDING: set[str] = {
     "book/03b_dark_knowledge",
-    "book/04_discriminator",
-    "book/08_your_own_data",
 }
 
 

@@ -64,12 +64,7 @@ SIZE_ARG = re.compile(r"""\b(fontsize|labelsize|size)\s*[=:]\s*(["']?)([\w.-]+)\
 SMALLER_NAMES = {"xx-small", "x-small", "small", "smaller"}
 #: chapters other helpers are editing now; the lead removes each line once its chapter is converted
 #: (the test fails on a listed size that is no longer there, so the list cannot go stale)
-PENDING = {
-    "book/04_discriminator.ipynb cell df452305": ["fontsize=8"],
-    "book/04_discriminator.ipynb cell 10246974": ["fontsize=8"],
-    "book/04_discriminator.ipynb cell 6b1fcb05": ["fontsize=8"],
-    "book/08_your_own_data.ipynb cell 091ca363": ["fontsize=8"],
-}
+PENDING: dict[str, list[str]] = {}
 
 
 def small_sizes(text: str) -> list[str]:
