@@ -463,14 +463,6 @@ def test_page_screenshot_saved(pages, entry):
 
 #: how far (px) a block may pass its column: sub-pixel rounding of fractional widths
 WIDTH_TOLERANCE_PX = 1
-#: pages and kinds of block not yet narrowed (chapters other helpers are editing): their wide blocks are
-#: reported as an expected failure; a listed kind with nothing wide any more fails (remove it from here)
-WIDTH_PENDING: dict[str, set[str]] = {
-    "book/04_discriminator": {"code cell", "listing"},
-    "book/08_your_own_data": {"code cell", "listing"},
-}
-
-
 @pytest.mark.parametrize("entry", PAGES)
 def test_page_blocks_fit_the_column(pages, entry):
     """No code cell, output, listing or table is wider than the content column: nothing is clipped or
@@ -487,13 +479,7 @@ def test_page_blocks_fit_the_column(pages, entry):
             for b in blocks
         )
 
-    pending = WIDTH_PENDING.get(entry, set())
-    now = [b for b in wide if b["kind"] not in pending]
-    assert not now, f"{entry}: {len(now)} block(s) wider than the content column:\n" + described(now)
-    stale = sorted(pending - {b["kind"] for b in wide})
-    assert not stale, f"{entry}: no {' or '.join(stale)} is too wide any more: remove them from WIDTH_PENDING."
-    if wide:
-        pytest.xfail(f"{entry}: {len(wide)} pending block(s) wider than the column:\n" + described(wide))
+    assert not wide, f"{entry}: {len(wide)} block(s) wider than the content column:\n" + described(wide)
 
 
 def png_dpi(data: bytes) -> float | None:
@@ -518,14 +504,6 @@ def fetch_bytes(url: str) -> bytes:
         return response.read()
 
 
-#: pages whose figures are not yet narrowed (chapters other helpers are editing): reported as an expected
-#: failure; a listed page whose figures all pass fails (remove it from here)
-FIGURE_PENDING: set[str] = {
-    "book/04_discriminator",
-    "book/08_your_own_data",
-}
-
-
 @pytest.mark.parametrize("entry", PAGES)
 def test_page_figure_text_is_readable(pages, entry):
     """Figure text is at least MIN_TEXT_PX px on the page: the smallest font any book figure has
@@ -542,8 +520,4 @@ def test_page_figure_text_is_readable(pages, entry):
             small.append(f"  {img['src'].rsplit('/', 1)[-1]}: {img['width']} px at {dpi:.0f} dpi shown {img['rendered']:.0f} px "
                          f"wide: {MIN_FONT_PT} pt is {px:.1f} px (needs a figure at most "
                          f"{img['rendered'] * MIN_FONT_PT / (MIN_TEXT_PX * 72):.1f} in wide)")
-    message = f"{entry}: figure text smaller than {MIN_TEXT_PX} px on the page:\n" + "\n".join(small)
-    if entry in FIGURE_PENDING:
-        assert small, f"{entry}: every figure's text is readable now: remove it from FIGURE_PENDING."
-        pytest.xfail(message)
-    assert not small, message
+    assert not small, f"{entry}: figure text smaller than {MIN_TEXT_PX} px on the page:\n" + "\n".join(small)

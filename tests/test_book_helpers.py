@@ -62,14 +62,6 @@ def test_style_makes_every_text_size_at_least_the_minimum():
 # An explicit font size in code: fontsize=8, labelsize=7, size="small", prop={"size": 6}, ...
 SIZE_ARG = re.compile(r"""\b(fontsize|labelsize|size)\s*[=:]\s*(["']?)([\w.-]+)\2""")
 SMALLER_NAMES = {"xx-small", "x-small", "small", "smaller"}
-#: chapters other helpers are editing now; the lead removes each line once its chapter is converted
-#: (the test fails on a listed size that is no longer there, so the list cannot go stale)
-PENDING = {
-    "book/04_discriminator.ipynb cell df452305": ["fontsize=8"],
-    "book/04_discriminator.ipynb cell 10246974": ["fontsize=8"],
-    "book/04_discriminator.ipynb cell 6b1fcb05": ["fontsize=8"],
-    "book/08_your_own_data.ipynb cell 091ca363": ["fontsize=8"],
-}
 
 
 def small_sizes(text: str) -> list[str]:
@@ -102,11 +94,9 @@ def figure_sources() -> dict[str, str]:
 def test_no_chapter_or_plot_asks_for_a_small_font():
     found = {where: small_sizes(text) for where, text in figure_sources().items()}
     found = {where: sizes for where, sizes in found.items() if sizes}
-    unexpected = {w: s for w, s in found.items() if PENDING.get(w) != s}
-    stale = sorted(w for w in PENDING if w not in found)
-    assert not unexpected and not stale, (
+    assert not found, (
         f"Figure text smaller than MIN_FONT_PT = {MIN_FONT_PT} pt (drop the size: meal_lite.book.setup's style "
-        f"gives every text at least that): {unexpected}; listed as pending but fixed (remove from PENDING): {stale}"
+        f"gives every text at least that): {found}"
     )
 
 

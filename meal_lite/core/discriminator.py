@@ -55,20 +55,36 @@ __all__ = [
 
 
 class Discriminator(nn.Module):
-    """Three linear layers ``C -> max(C//r, w) -> max(C//r**2, w) -> 2`` with ReLUs between.
+    """Three linear layers ``C -> max(C//r, w) -> max(C//r**2, w) -> 2`` with ReLUs
+    between.
 
-    ``final_relu=True`` adds the official code's ReLU after the last layer too. ``min_width`` keeps the
-    hidden layers usable for small class counts (10 classes would otherwise give widths 1 and 0).
+    ``final_relu=True`` adds the official code's ReLU after the last layer too.
+    ``min_width`` keeps the hidden layers usable for small class counts (10 classes
+    would otherwise give widths 1 and 0).
     """
 
-    def __init__(self, num_classes: int = 1000, reduction: int = 8, final_relu: bool = True, min_width: int = 8) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        reduction: int = 8,
+        final_relu: bool = True,
+        min_width: int = 8,
+    ) -> None:
         super().__init__()
         if not (isinstance(num_classes, int) and num_classes >= 2):
-            raise ConfigError(f"The discriminator needs num_classes >= 2, got {num_classes!r}.")
+            raise ConfigError(
+                f"The discriminator needs num_classes >= 2, got {num_classes!r}."
+            )
         if not (isinstance(reduction, int) and reduction >= 1):
-            raise ConfigError(f"discriminator.reduction must be a positive integer, got {reduction!r}.")
+            raise ConfigError(
+                "discriminator.reduction must be a positive integer, "
+                f"got {reduction!r}."
+            )
         if not (isinstance(min_width, int) and min_width >= 1):
-            raise ConfigError(f"The discriminator's min_width must be a positive integer, got {min_width!r}.")
+            raise ConfigError(
+                "The discriminator's min_width must be a positive integer, "
+                f"got {min_width!r}."
+            )
         self.num_classes = num_classes
         self.reduction = reduction
         self.final_relu = bool(final_relu)
@@ -82,23 +98,27 @@ class Discriminator(nn.Module):
             nn.Linear(hidden2, 2),
         ]
         if self.final_relu:
-            # Official quirk: a ReLU on the output logits too, so BCE-with-logits never sees a negative
-            # score. Kept in "official" mode because that is what the published numbers were trained with.
+            # Official quirk: a ReLU on the output logits too, so BCE-with-logits never
+            # sees a negative score. Kept in "official" mode because that is what the
+            # published numbers were trained with.
             layers.append(nn.ReLU(inplace=True))
         self.net = nn.Sequential(*layers)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(N, C)`` class logits -> ``(N, 2)`` scores (column 0: "student", column 1: "teacher")."""
+        """``(N, C)`` class logits -> ``(N, 2)`` scores (column 0: "student", column 1:
+        "teacher")."""
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
             raise ModelError(
-                f"The discriminator expects (batch, {self.num_classes}) logits, got {tuple(logits.shape)}; "
+                f"The discriminator expects (batch, {self.num_classes}) logits, "
+                f"got {tuple(logits.shape)}; "
                 "build it with the student's number of classes."
             )
         return self.net(logits)
 
 
 class GradientReversal(torch.autograd.Function):
-    """Identity on the forward pass; multiplies the gradient by ``-scale`` on the backward pass."""
+    """Identity on the forward pass; multiplies the gradient by ``-scale`` on the
+    backward pass."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -126,19 +146,29 @@ def discriminator_targets(
 
 
 def discriminator_outputs(
-    disc: nn.Module, student_side: torch.Tensor, teacher_side: torch.Tensor, mode: str = "official"
+    disc: nn.Module,
+    student_side: torch.Tensor,
+    teacher_side: torch.Tensor,
+    mode: str = "official",
 ) -> torch.Tensor:
-    """``disc(cat([student, teacher]))``: the discriminator's ``(n_s + n_t, 2)`` scores, student rows first.
+    """``disc(cat([student, teacher]))``: the discriminator's ``(n_s + n_t, 2)`` scores,
+    student rows first.
 
-    ``teacher_side`` is detached: no gradient ever reaches the teachers. In ``"official"`` mode the
-    student side enters as it is, so the student also descends the discriminator's loss (the joint
-    regulariser). In ``"adversarial"`` mode it passes through :func:`grad_reverse`, so the student ascends
-    the loss while the discriminator still descends it. Both sides are used in float32.
+    ``teacher_side`` is detached: no gradient ever reaches the teachers. In
+    ``"official"`` mode the student side enters as it is, so the student also descends
+    the discriminator's loss (the joint regulariser). In ``"adversarial"`` mode it
+    passes through :func:`grad_reverse`, so the student ascends the loss while the
+    discriminator still descends it. Both sides are used in float32.
     """
     check_choice(mode, "discriminator.mode", DISCRIMINATOR_MODES)
-    if student_side.dim() != 2 or teacher_side.dim() != 2 or student_side.shape[1] != teacher_side.shape[1]:
+    if (
+        student_side.dim() != 2
+        or teacher_side.dim() != 2
+        or student_side.shape[1] != teacher_side.shape[1]
+    ):
         raise ModelError(
-            f"Student outputs {tuple(student_side.shape)} and teacher outputs {tuple(teacher_side.shape)} "
+            f"Student outputs {tuple(student_side.shape)} and teacher outputs "
+            f"{tuple(teacher_side.shape)} "
             "must both be (batch, classes) with the same number of classes."
         )
     student = student_side.float()
@@ -194,7 +224,12 @@ def discriminator_accuracy(outputs: torch.Tensor, n_student: int) -> float:
     return discriminator_correct(outputs, n_student).float().mean().item()
 
 
-def make_discriminator(num_classes: int, mode: str = "official", reduction: int = 8) -> Discriminator:
-    """The discriminator for ``mode``: the official one keeps the final ReLU, the adversarial one drops it."""
+def make_discriminator(
+    num_classes: int, mode: str = "official", reduction: int = 8
+) -> Discriminator:
+    """The discriminator for ``mode``: the official one keeps the final ReLU, the
+    adversarial one drops it."""
     check_choice(mode, "discriminator.mode", DISCRIMINATOR_MODES)
-    return Discriminator(num_classes=num_classes, reduction=reduction, final_relu=(mode == "official"))
+    return Discriminator(
+        num_classes=num_classes, reduction=reduction, final_relu=(mode == "official")
+    )
