@@ -14,7 +14,8 @@ from typing import Sequence
 
 from meal_lite.book.figures import apply_style
 from meal_lite.config.schema import format_config
-from meal_lite.experiments.protocol import Experiment, base_config
+from meal_lite.experiments.protocol import Experiment, base_config, prepare_experiment
+from meal_lite.experiments.protocol_settings import BOOK_SETTINGS
 from meal_lite.config.profiles import resolve_profile
 
 __all__ = ["setup", "show_config"]
@@ -46,9 +47,15 @@ def setup(
 
     ``sections`` are the configuration sections the chapter talks about (shown at its top);
     ``teachers=False`` skips building the ensemble (chapter 1 only looks at the data).
+    With the teachers comes the protocol's shared baseline, the student chapters 3 and 5 start from: read
+    from the cache folder, or, the first time, trained in a one-thread worker while the teachers are built
+    (:func:`~meal_lite.experiments.protocol.prepare_experiment`), so that on a CPU the first chapter to
+    need the teachers trains both side by side.
     Figures drawn afterwards get the book's figure style (:func:`~meal_lite.book.figures.apply_style`).
     """
     apply_style()
     cfg = base_config(resolve_profile(profile))
     show_config(cfg, sections)
-    return Experiment(cfg, verbose=verbose, teachers=teachers)
+    if not teachers:
+        return Experiment(cfg, verbose=verbose, teachers=False)
+    return prepare_experiment(cfg, BOOK_SETTINGS[cfg.profile], verbose=verbose)
