@@ -19,7 +19,7 @@ from meal_lite.experiments.arms import arm_label, arm_objective, rename_legacy
 from meal_lite.experiments.protocol import continuation_config, run_config
 from meal_lite.experiments.protocol_settings import PAIRS, PROFILE_SETTINGS, ProtocolSettings
 from meal_lite.core.ensemble import SharedTargets
-from meal_lite.experiments.stats import interval_text, paired_differences, summarize, t_interval, verdict
+from meal_lite.experiments.stats import interval_text, paired_differences, seeds_text, spread_text, summarize, t_interval, verdict
 from meal_lite.training.trainer import Trainer
 
 
@@ -232,3 +232,14 @@ def test_inheritance_report_by_hand():
     assert plain["s"]["agreement"] == 0.0 and plain["s"]["mistakes"] == 2
     reused = inheritance_report({"s": student}, Ensemble(), data, reference=collect_outputs(Ensemble(), data))
     assert plain == reused
+
+
+def test_seeds_are_counted_in_words_that_agree_with_the_number():
+    assert [seeds_text(n) for n in (1, 2, 5)] == ["1 seed", "2 seeds", "5 seeds"]
+    assert verdict(summarize([0.5]), "kl", "ce").endswith("(1 seed; an interval needs at least 5).")
+
+
+def test_a_spread_is_shown_only_where_there_is_one():
+    assert spread_text({"mean": 97.2, "std": 0.0, "values": [97.2]}) == "97.20"  # one seed: no "+- 0.00"
+    assert spread_text(summarize([1.0, 2.0, 3.0]), ".1f") == "2.0 +- 1.0"
+    assert spread_text(summarize([-1.0, 1.0]), "+.2f", sep="±") == "+0.00 ± 1.41"

@@ -5,7 +5,7 @@ points in a figure drawn at ``d`` dots per inch is ``p * d / 72`` pixels in the 
 it at ``rendered width / natural width`` of that. :func:`apply_style` (called once by
 :func:`meal_lite.book.setup`) sets matplotlib's sizes so that no text in a figure is smaller than
 :data:`MIN_FONT_PT`, and the resolution to :data:`FIGURE_DPI`; ``tests/test_book_browser.py`` measures
-every figure on every page against :data:`MIN_TEXT_PX`, and ``tests/test_book_figures.py`` checks that
+every figure on every page against :data:`MIN_TEXT_PX`, and ``tests/test_book_helpers.py`` checks that
 no chapter or plotting function asks for a smaller font.
 """
 

@@ -58,7 +58,7 @@ from meal_lite.core.losses import soften
 from meal_lite.core.objective import Objective, soft_targets
 from meal_lite.experiments.protocol import Experiment, run_config
 from meal_lite.experiments.record import hardware
-from meal_lite.experiments.stats import paired_differences, summarize, t_interval
+from meal_lite.experiments.stats import paired_differences, seeds_text, summarize, t_interval
 from meal_lite.training.assemble import build_student, seed_everything
 from meal_lite.training.trainer import Trainer
 from meal_lite.training.workers import cpu_pool, resolve_workers
@@ -338,7 +338,7 @@ def run_dark_knowledge(experiment: Experiment, settings: DarkKnowledgeSettings) 
     transfer = TransferSet(experiment.datasets["train"], held_out)
     workers = resolve_workers(settings.workers, experiment.device)
     log(f"dark knowledge: class {held_out} held out, transfer set {len(transfer)} of {len(transfer.dataset)} training images; "
-        f"{settings.seeds} seeds x {len(settings.arms)} arms, {settings.epochs} epochs, {workers} worker(s)")
+        f"{seeds_text(settings.seeds)} x {len(settings.arms)} arms, {settings.epochs} epochs, {workers} worker(s)")
     data, states, seconds = _compute(experiment, transfer, settings, workers)
     grid = settings.grid()
     scores: dict[str, list[dict]] = {arm: [] for arm in settings.arms}

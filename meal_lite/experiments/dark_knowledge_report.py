@@ -23,7 +23,7 @@ from meal_lite.files import write_json
 from meal_lite.errors import ConfigError
 from meal_lite.experiments.protocol import Experiment, base_config
 from meal_lite.experiments.record import provenance
-from meal_lite.experiments.stats import interval_text
+from meal_lite.experiments.stats import interval_text, seeds_text, spread_text
 
 __all__ = ["run_command", "dark_knowledge_table", "plot_held_out", "results_json", "read_dark_knowledge_results"]
 
@@ -33,10 +33,6 @@ COLUMNS = {
     "overall_acc": "overall",
     "overall_acc_bias": "overall+bias",
 }
-
-
-def _spread(value: dict, sign: str = "") -> str:
-    return f"{value['mean']:{sign}6.1f} +- {value['std']:4.1f}"
 
 
 def dark_knowledge_table(report: dict) -> str:
@@ -50,14 +46,15 @@ def dark_knowledge_table(report: dict) -> str:
     lines = [
         f"class {h} held out: {report['test_held_out_images']} of the "
         f"{report['test_images']} test images are {h}s",
-        f"accuracy (%), mean +- std over {report['settings']['seeds']} seeds",
+        f"accuracy (%), mean +- std over {seeds_text(report['settings']['seeds'])}"
+        if report["settings"]["seeds"] > 1 else "accuracy (%) of 1 seed (no spread)",
         f"{'arm':8s}" + "".join(f"{title:>15s}" for title in COLUMNS.values())
         + f"{'bias':>14s}",
         rule,
     ]
     for arm, row in report["rows"].items():
-        cells = "".join(f"{_spread(row[m]):>15s}" for m in HELD_OUT_METRICS)
-        lines.append(f"{arm:8s}{cells}{_spread(row['bias']):>14s}")
+        cells = "".join(f"{spread_text(row[m], '.1f'):>15s}" for m in HELD_OUT_METRICS)
+        lines.append(f"{arm:8s}{cells}{spread_text(row['bias'], '.1f'):>14s}")
     lines.append(rule)
     lines.append(
         "paired difference vs ce after the bias: mean, per seed; 95% t-interval"
@@ -101,7 +98,7 @@ def plot_held_out(report: dict, path: str | Path | None = None, ax: Any = None):
     ax.set_xlabel("distillation temperature T")
     ax.set_ylabel(f"test accuracy on the held-out class {report['held_out']} (%)")
     ax.set_ylim(-3, 103)
-    ax.set_title(f"A digit never seen labelled ({report['settings']['seeds']} seeds)")
+    ax.set_title(f"A digit never seen labelled ({seeds_text(report['settings']['seeds'])})")
     ax.legend(loc="best")
     ax.figure.tight_layout()
     if path is not None:

@@ -26,7 +26,7 @@ from meal_lite.experiments.protocol import Experiment, base_config, prepare_expe
 from meal_lite.experiments.protocol_settings import PROFILE_SETTINGS, ProtocolSettings
 from meal_lite.experiments.arms import ARM_LABELS, ARMS
 from meal_lite.experiments.record import provenance
-from meal_lite.experiments.stats import interval_text
+from meal_lite.experiments.stats import interval_text, spread_text
 
 __all__ = ["run_demo", "demo_table", "read_demo_results"]
 
@@ -89,13 +89,11 @@ def demo_table(report: dict) -> str:
     lines = [f"{'row':{width}s} {'top-1 (%)':>16s}   per seed", "-" * (width + 60)]
     for key, value in rows.items():
         name = names[key]
-        spread = f"{value['mean']:6.2f} +- {value['std']:4.2f}" if len(value["values"]) > 1 else f"{value['mean']:6.2f}"
-        lines.append(f"{name:{width}s} {spread:>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
+        lines.append(f"{name:{width}s} {spread_text(value):>16s}   " + " ".join(f"{v:.2f}" for v in value["values"]))
     lines.append("-" * (width + 60))
     for key, value in report["paired_differences"].items():
-        spread = f"{value['mean']:+6.2f} +- {value['std']:4.2f}"
         lines.append(
-            f"{'paired ' + key:{width}s} {spread:>16s}   " + " ".join(f"{v:+.2f}" for v in value["values"]) + "   " + interval_text(value)
+            f"{'paired ' + key:{width}s} {spread_text(value, '+.2f'):>16s}   " + " ".join(f"{v:+.2f}" for v in value["values"]) + "   " + interval_text(value)
         )
     return "\n".join(lines)
 

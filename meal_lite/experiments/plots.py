@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from meal_lite.experiments.arms import ARM_LABELS, ARMS
+from meal_lite.experiments.stats import seeds_text
 
 __all__ = [
     "ARM_COLORS",
@@ -54,8 +55,8 @@ def plot_demo_curves(report: Mapping[str, Any], settings: Any, path: str | Path 
     ax.set_ylabel("validation top-1 (%)")
     seeds = len(curves[arms[0]]) if arms else 0
     baselines = len(curves["baseline"])
-    ax.set_title(f"{report.get('student', 'student')} on {report.get('dataset', '')}: continuations, mean of {seeds} "
-                 f"seed{'s' if seeds != 1 else ''}; baseline: {baselines} run{'s' if baselines != 1 else ''}", fontsize=10)
+    ax.set_title(f"{report.get('student', 'student')} on {report.get('dataset', '')}: continuations, mean of "
+                 f"{seeds_text(seeds)}; baseline: {baselines} run{'s' if baselines != 1 else ''}", fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     if path is not None:

@@ -23,6 +23,8 @@ from scipy.stats import t as student_t
 
 __all__ = [
     "MIN_SEEDS",
+    "seeds_text",
+    "spread_text",
     "summarize",
     "paired_differences",
     "no_interval_reason",
@@ -34,6 +36,20 @@ __all__ = [
 
 #: The fewest seeds an interval (and so a verdict) is computed from.
 MIN_SEEDS = 5
+
+
+def seeds_text(n: int) -> str:
+    """``"1 seed"``, ``"5 seeds"``: how every table, title and sentence counts seeds."""
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def spread_text(summary: Mapping[str, Any], spec: str = ".2f", sep: str = "+-") -> str:
+    """``"97.20 +- 0.32"``: a summary's mean and standard deviation in ``spec``; from one seed the mean
+    alone, since there is no spread to show and ``+- 0.00`` would read as certainty."""
+    mean = format(summary["mean"], spec)
+    if len(summary["values"]) == 1:
+        return mean
+    return f"{mean} {sep} {format(summary['std'], spec.lstrip('+'))}"
 
 
 def summarize(values: Sequence[float]) -> dict:
@@ -57,7 +73,7 @@ def no_interval_reason(summary: Mapping[str, Any]) -> str | None:
     """Why the rule gives ``summary`` no interval (too few seeds, or zero spread), or None when it gives one."""
     n = len(summary["values"])
     if n < MIN_SEEDS:
-        return f"too few seeds to tell ({n} seed{'s' if n != 1 else ''}; an interval needs at least {MIN_SEEDS})"
+        return f"too few seeds to tell ({seeds_text(n)}; an interval needs at least {MIN_SEEDS})"
     if summary["std"] == 0:
         return f"too few seeds to tell: all {n} seeds gave the same value (zero spread), so there is no interval"
     return None
@@ -97,7 +113,7 @@ def verdict(summary: Mapping[str, Any], subject: str, reference: str, unit: str 
     n, mean = len(summary["values"]), summary["mean"]
     side = "ahead of" if mean > 0 else "behind" if mean < 0 else "level with"
     size = f"{abs(mean):.{digits}f} {unit} " if mean != 0 else ""
-    text = f"{subject} is {size}{side} {reference} on average over {n} seed{'s' if n != 1 else ''}"
+    text = f"{subject} is {size}{side} {reference} on average over {seeds_text(n)}"
     call = judge(summary)
     if call is None:
         return f"{text}: {no_interval_reason(summary)}."
