@@ -44,6 +44,8 @@ browser-deps:
 # the longest files first, as tests/conftest.py orders them: --no-loadscope-reorder),
 # every chapter executed once by nbval and saved to _build/executed; then the browser test builds the
 # book from those saved chapters (no chapter runs twice) and checks it in headless Chromium.
+# The chapters run as a Colab reader has them (tests/chapters_from_wheel.py): the package installed
+# from a freshly built wheel, each kernel in an empty folder outside the repository.
 PYTEST_RUN := HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest -p executed_notebooks \
 	  --executed-dir _build/executed
 TEST_WORKERS ?= 2
@@ -53,6 +55,7 @@ TEST_THREADS ?= 1
 # without oversubscribing them. Tests assert nothing that depends on the thread count.
 test: $(STAMP) browser-deps
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests book --ignore=tests/test_book_browser.py \
+	  -p chapters_from_wheel --chapters-from-wheel \
 	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
 	$(PYTEST_RUN) tests/test_book_browser.py
 

@@ -31,7 +31,6 @@ LONGEST_FIRST = (
     "tests/test_dark_knowledge.py",
     "tests/test_elastic.py",
     "tests/test_standins.py",
-    "tests/test_installed_wheel.py",
     "book/07_imagenet_many_gpus.ipynb",
     "tests/test_offline_demo.py",
     "tests/test_distributed.py",

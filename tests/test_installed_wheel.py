@@ -1,62 +1,35 @@
-"""A chapter runs from the installed package alone: built as a wheel, installed (not editable) into a
-folder of its own, and executed from a working directory outside the repository.
+"""The wheel a Colab reader installs, and the plugin that runs every chapter from it.
 
-Why: a reader in Colab has `pip install meal-lite @ git+...` and one notebook, nothing else - no
-`configs/`, no `scripts/`, no repository above the working directory. A chapter that reads a file of
-the checkout works here and breaks there. This test builds the wheel from a copy of what the wheel is
-made of, installs it with ``pip install --no-deps --target`` (the dependencies are the test
-environment's own; the package is not), and runs chapter 1 under nbval with ``PYTHONPATH`` pointing at
-the installed copy only, from a temporary folder that holds nothing but the notebook. A cell appended
-to that copy asserts, inside the kernel, that ``meal_lite`` was imported from the installed folder, and
-that the paper's configurations and the committed full runs the chapters show came with it.
-
-Expensive (a wheel build and a kernel, about a minute on the 2-core development machine); deselect it
-with ``-m "not wheel"``.
+``make test`` runs every chapter from the installed wheel in a folder outside the repository
+(``tests/chapters_from_wheel.py``, ``--chapters-from-wheel``). These tests check the two things that run
+rests on: the wheel carries everything the chapters read (the paper's configurations, the committed full
+runs), and a kernel started the plugin's way imports ``meal_lite`` from the installed copy - and a kernel
+that would import the checkout instead is refused before its first cell.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 import zipfile
+from pathlib import Path
 
+import nbval.kernel
 import pytest
 
-from book_utils import BOOK_DIR, REPO_ROOT
+from chapters_from_wheel import SITE_ENV, WHEEL_ENV, as_a_reader, build_wheel, install_wheel
 
 pytestmark = pytest.mark.wheel
 
-CHAPTER = "01_data.ipynb"
-CHECK = """import os
-import meal_lite
-from meal_lite.config import paper_configs
-from meal_lite.experiments import committed_result
-installed = os.path.realpath(os.environ["MEAL_LITE_WHEEL_DIR"])
-assert os.path.realpath(meal_lite.__file__).startswith(installed + os.sep), meal_lite.__file__
-assert len(paper_configs()) == 8 and all(p.is_file() for p in paper_configs())
-assert committed_result("demo")["details"]["command"].startswith("meal-lite demo")
-print("meal_lite imported from", os.path.dirname(meal_lite.__file__))"""
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel ``--chapters-from-wheel`` built for this run, else one built here."""
+    if os.environ.get(WHEEL_ENV):
+        return Path(os.environ[WHEEL_ENV])
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
-def build_wheel(tmp_path):
-    """The wheel, built from a copy of its sources (an in-tree build would leave build/ in the checkout)."""
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "meal_lite", source / "meal_lite", ignore=shutil.ignore_patterns("__pycache__"))
-    wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    str(source), "-w", str(wheels)], check=True, timeout=300)
-    (wheel,) = wheels.glob("meal_lite-*.whl")
-    return wheel
-
-
-def test_chapter_1_runs_from_the_installed_wheel_outside_the_repository(tmp_path):
-    wheel = build_wheel(tmp_path)
+def test_the_wheel_carries_what_the_chapters_read_and_nothing_of_the_checkout(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "meal_lite/config/imagenet/resnet50-224.yaml" in names and "meal_lite/config/defaults/offline.yaml" in names
     assert not any(name.startswith(("book/", "tests/", "configs/", "scripts/")) for name in names)
@@ -64,27 +37,34 @@ def test_chapter_1_runs_from_the_installed_wheel_outside_the_repository(tmp_path
     results = {name.rsplit("/", 1)[1] for name in names if name.startswith("meal_lite/experiments/results/")}
     assert results == {"demo.json", "dark_knowledge.json", "evidence_search.json", "cache_accuracy.json"}, results
 
-    installed = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
-                    str(installed), str(wheel)], check=True, timeout=300)
 
-    workdir = tmp_path / "reader"
-    workdir.mkdir()
-    nb = json.loads((BOOK_DIR / CHAPTER).read_text(encoding="utf-8"))
-    nb["cells"].append({"cell_type": "code", "execution_count": None, "id": "wheel-check", "metadata": {},
-                        "outputs": [], "source": CHECK})
-    (workdir / CHAPTER).write_text(json.dumps(nb), encoding="utf-8")
+def _started(site: Path):
+    return as_a_reader(nbval.kernel.start_new_kernel, site)(
+        startup_timeout=120, kernel_name=nbval.kernel.CURRENT_ENV_KERNEL_NAME)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "MEAL_LITE_", "PYTEST_"))}
-    env.update(PYTHONPATH=str(installed), MEAL_LITE_WHEEL_DIR=str(installed), MEAL_LITE_PROFILE="offline",
-               HF_HUB_OFFLINE="1", MEAL_LITE_CACHE=str(tmp_path / "teacher-cache"))
-    # Before the kernel: the same interpreter and environment import the installed copy, not the checkout.
-    where = subprocess.run([sys.executable, "-c", "import meal_lite; print(meal_lite.__file__)"], cwd=workdir,
-                           env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert os.path.realpath(where).startswith(os.path.realpath(installed) + os.sep), where
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
-         "--nbval-cell-timeout", "600", CHAPTER],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+def test_a_reader_kernel_imports_the_installed_wheel_outside_the_repository(wheel, tmp_path):
+    site = Path(os.environ[SITE_ENV]) if os.environ.get(SITE_ENV) else install_wheel(wheel, tmp_path / "site")
+    km, kc = _started(site)
+    try:
+        seen = []
+        code = ("import os, meal_lite\nfrom meal_lite.config import paper_configs\n"
+                "print(os.path.realpath(meal_lite.__file__)); print(os.getcwd()); print(len(paper_configs()))")
+        reply = kc.execute_interactive(code, output_hook=lambda m: seen.append(m["content"].get("text", "")),
+                                       timeout=120)
+        assert reply["content"]["status"] == "ok"
+        where, cwd, configs = "".join(seen).split()
+        assert where.startswith(os.path.realpath(site) + os.sep), where
+        repo = os.path.realpath(Path(__file__).resolve().parents[1])
+        assert not os.path.realpath(cwd).startswith(repo + os.sep) and not os.listdir(cwd), cwd
+        assert int(configs) == 8
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_a_kernel_that_would_import_the_checkout_is_refused(tmp_path):
+    empty_site = tmp_path / "site"  # no meal_lite here: the kernel falls back to the editable checkout
+    empty_site.mkdir()
+    with pytest.raises(RuntimeError, match="did not run from the installed wheel"):
+        _started(empty_site)
