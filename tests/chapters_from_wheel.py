@@ -28,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nbval.kernel
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,8 @@ assert _os.path.realpath(_m.__file__).startswith(_site + _os.sep), (
 del _os, _m, _site"""
 
 _OWNED: list[Path] = []
+#: nbval's own kernel start, kept before this plugin replaces it
+NBVAL_START = nbval.kernel.start_new_kernel
 
 
 def pytest_addoption(parser):
@@ -84,9 +87,7 @@ def pytest_configure(config):
         wheel = build_wheel(root)
         os.environ[WHEEL_ENV] = str(wheel)
         os.environ[SITE_ENV] = str(install_wheel(wheel, root / "site"))
-    import nbval.kernel
-
-    nbval.kernel.start_new_kernel = as_a_reader(nbval.kernel.start_new_kernel, Path(os.environ[SITE_ENV]))
+    nbval.kernel.start_new_kernel = as_a_reader(Path(os.environ[SITE_ENV]))
 
 
 def pytest_unconfigure(config):
@@ -94,8 +95,8 @@ def pytest_unconfigure(config):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def as_a_reader(start, site: Path):
-    """Wrap nbval's ``start_new_kernel`` so that the kernel starts outside the repository, in an empty
+def as_a_reader(site: Path, start=NBVAL_START):
+    """Wrap nbval's ``start_new_kernel`` (``start``) so that the kernel starts outside the repository, in an empty
     folder of its own, importing ``meal_lite`` from ``site``; it is checked before the first cell."""
 
     def start_as_a_reader(*args, **kwargs):

@@ -39,7 +39,7 @@ def test_the_wheel_carries_what_the_chapters_read_and_nothing_of_the_checkout(wh
 
 
 def _started(site: Path):
-    return as_a_reader(nbval.kernel.start_new_kernel, site)(
+    return as_a_reader(site)(
         startup_timeout=120, kernel_name=nbval.kernel.CURRENT_ENV_KERNEL_NAME)
 
 
