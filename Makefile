@@ -41,9 +41,10 @@ browser-deps:
 	fi
 
 # The suite in two pytest-xdist workers (a chapter's cells stay together and in order: --dist loadfile;
-# the longest files first, as tests/conftest.py orders them: --no-loadscope-reorder),
-# every chapter executed once by nbval and saved to _build/executed; then the browser test builds the
-# book from those saved chapters (no chapter runs twice) and checks it in headless Chromium.
+# the longest files first, as tests/conftest.py orders them: --no-loadscope-reorder), every chapter
+# executed once by nbval and saved to _build/executed; the browser test, after the last chapter in that
+# order, builds the book from those saved chapters (no chapter runs twice; it waits for one still running
+# on the other worker) and checks it in headless Chromium while the other worker runs the short files.
 # The chapters run as a Colab reader has them (tests/chapters_from_wheel.py): the package installed
 # from a freshly built wheel, each kernel in an empty folder outside the repository.
 PYTEST_RUN := HF_HUB_OFFLINE=1 MEAL_LITE_PROFILE=offline $(BIN)/python -m pytest -p executed_notebooks \
@@ -54,10 +55,9 @@ TEST_THREADS ?= 1
 # One torch thread per worker (and per notebook kernel it starts): two workers then fill the two cores
 # without oversubscribing them. Tests assert nothing that depends on the thread count.
 test: $(STAMP) browser-deps
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests book --ignore=tests/test_book_browser.py \
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests book \
 	  -p chapters_from_wheel --chapters-from-wheel \
 	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
-	$(PYTEST_RUN) tests/test_book_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/step_cost.py

@@ -21,7 +21,10 @@ def _trainings_in_this_process(monkeypatch):
 # The files that take longest, first. `make test` hands whole files to two workers in collection order
 # (--dist loadfile --no-loadscope-reorder): started first, the long chapters and tests run side by side
 # and the short files fill the gaps at the end, instead of one long chapter running alone at the end.
-# The order changes no result (every file is independent); the list is from `pytest --durations=0`.
+# The browser test builds the book from every executed chapter, so it comes after them all (a chapter
+# missing from this list still runs before it); placed before the short files, it overlaps with them on
+# the other worker. The order changes no result (every file is independent); the list is from
+# `pytest --durations=0`.
 LONGEST_FIRST = (
     "book/05_meal_v2.ipynb",
     "book/03b_dark_knowledge.ipynb",
@@ -29,21 +32,31 @@ LONGEST_FIRST = (
     "book/03_kl_distillation.ipynb",
     "book/04_discriminator.ipynb",
     "tests/test_dark_knowledge.py",
-    "tests/test_elastic.py",
-    "tests/test_standins.py",
     "book/07_imagenet_many_gpus.ipynb",
-    "tests/test_offline_demo.py",
-    "tests/test_distributed.py",
-    "tests/test_softlabels.py",
+    "tests/test_elastic.py",
     "book/08_your_own_data.ipynb",
-    "book/02_ensemble.ipynb",
+    "tests/test_standins.py",
     "book/06_cached_soft_labels.ipynb",
+    "book/02_ensemble.ipynb",
+    "book/01_data.ipynb",
+    "tests/test_offline_demo.py",
+    "tests/test_softlabels.py",
+    "tests/test_book_browser.py",
+    "tests/test_distributed.py",
 )
+BROWSER = LONGEST_FIRST.index("tests/test_book_browser.py")
+
+
+def _rank(nodeid: str, rank: dict[str, int]) -> float:
+    name = nodeid.split("::")[0]
+    if name in rank:
+        return rank[name]
+    return BROWSER - 0.5 if name.endswith(".ipynb") else len(rank)
 
 
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: cells stay in order
+    items.sort(key=lambda item: _rank(item.nodeid, rank))  # stable: cells stay in order
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ end under nbval, the browser test falls back to a build that executes the chapte
 
 With ``--executed-dir DIR`` every chapter that ran to its end is also written to ``DIR`` (and a chapter
 that failed leaves ``DIR/<name>.failed``). That is how the chapters can run in parallel pytest-xdist
-workers while the browser test, in a second pytest run started after the first has finished, still
-builds from them: ``make test`` runs the suite on two workers, then the browser test.
+workers while the browser test still builds from all of them: ``make test`` runs the whole suite on two
+workers, the browser test last in the collection order; when a worker reaches it while the other worker
+is still running a chapter, :func:`await_chapters` waits for that chapter to be written (or to fail).
+A later run that collects no notebook (the browser test alone) reads what an earlier run wrote there.
 
 Enabled with ``-p executed_notebooks`` (the Makefile does it); ``tests/`` is on ``pythonpath``.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -28,6 +31,8 @@ RECORDED: dict[Path, dict] = {}
 #: where finished chapters are written (empty: memory only), set from --executed-dir; and the rootdir
 EXECUTED_DIR: list[Path] = []
 ROOT: list[Path] = []
+#: the notebooks nbval runs in this run (in any worker), from the collection
+COLLECTED: set[Path] = set()
 
 
 def pytest_addoption(parser):
@@ -58,12 +63,30 @@ def _collects_notebooks(config) -> bool:
 def executed_notebooks() -> dict[Path, nbformat.NotebookNode]:
     """The notebooks whose every code cell ran under nbval without failing, with their outputs.
 
-    From this process's memory, else (a later run) from ``--executed-dir``.
+    From ``--executed-dir`` when it is set (every worker of this run, or an earlier run, wrote there),
+    else from this process's memory.
     """
-    done = {path: rec["nb"] for path, rec in RECORDED.items() if rec["done"] == rec["total"] and not rec["failed"]}
-    if done or not EXECUTED_DIR or not EXECUTED_DIR[0].is_dir():
-        return done
-    return {ROOT[0] / p.relative_to(EXECUTED_DIR[0]): nbformat.read(p, as_version=4) for p in _saved("*.ipynb")}
+    if EXECUTED_DIR and EXECUTED_DIR[0].is_dir():
+        return {ROOT[0] / p.relative_to(EXECUTED_DIR[0]): nbformat.read(p, as_version=4) for p in _saved("*.ipynb")}
+    return {path: rec["nb"] for path, rec in RECORDED.items() if rec["done"] == rec["total"] and not rec["failed"]}
+
+
+def await_chapters(paths, timeout: float = 1800.0, poll: float = 1.0) -> None:
+    """Wait until each of ``paths`` that nbval runs in this run is written to ``--executed-dir`` or marked
+    failed there: under pytest-xdist another worker may still be running it. Returns at once without
+    ``--executed-dir``, and for a chapter this run does not execute; raises after ``timeout`` seconds."""
+    if not EXECUTED_DIR:
+        return
+    pending = {Path(p).resolve() for p in paths} & COLLECTED
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = {p for p in pending if not (_target(p).exists() or _target(p).with_name(p.name + ".failed").exists())}
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no worker finished these chapters within {timeout:.0f} s: "
+                               f"{', '.join(sorted(p.name for p in pending))}")
+        time.sleep(poll)
 
 
 def failed_notebooks() -> list[str]:
@@ -85,19 +108,30 @@ def _write(path: Path, record: dict) -> None:
     """Save a finished chapter under ``--executed-dir``, at its path relative to the rootdir."""
     if not EXECUTED_DIR:
         return
-    target = EXECUTED_DIR[0] / path.relative_to(ROOT[0])
+    target = _target(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if record["failed"]:
         target.with_name(path.name + ".failed").write_text("failed under nbval\n")
-    else:
-        nbformat.write(record["nb"], target)
+    else:  # written whole, then renamed: a waiting worker never reads half a notebook
+        partial = target.with_name(target.name + ".partial")
+        nbformat.write(record["nb"], partial)
+        partial.replace(target)
+
+
+def _target(path: Path) -> Path:
+    return EXECUTED_DIR[0] / path.relative_to(ROOT[0])
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Browser checks last, so that they find every chapter executed by nbval."""
+    """Browser checks after the last chapter, so that they find every chapter executed by nbval; note which
+    notebooks this run executes."""
+    COLLECTED.update(Path(str(item.fspath)).resolve() for item in items if hasattr(item, "cell_num"))
     browser = [item for item in items if Path(str(item.fspath)).name == "test_book_browser.py"]
-    if browser:
-        items[:] = [item for item in items if item not in browser] + browser
+    notebooks = [i for i, item in enumerate(items) if hasattr(item, "cell_num")]
+    if browser and notebooks and items.index(browser[0]) < notebooks[-1]:  # a chapter comes after it: move it
+        rest = [item for item in items if item not in browser]
+        last = rest.index(items[notebooks[-1]])
+        items[:] = rest[: last + 1] + browser + rest[last + 1:]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -72,20 +72,21 @@ def page_path(entry: str) -> str:
 
 
 def _executed_by_nbval() -> dict:
-    """The chapters nbval executed in this run (or in the run before it, through ``--executed-dir``):
-    all of them, or {} when nbval did not run.
+    """The chapters nbval executed in this run (in any worker) or in a run before it (through
+    ``--executed-dir``): all of them, or {} when nbval did not run.
 
     When nbval ran but some chapter did not run to its end, the build would only execute it again and
     fail the same way: the test stops at once and points at nbval's report instead.
     """
     try:
-        from executed_notebooks import any_recorded, executed_notebooks, failed_notebooks
+        from executed_notebooks import any_recorded, await_chapters, executed_notebooks, failed_notebooks
     except ImportError:
         return {}
+    wanted = {resolve_entry(e).resolve() for e in PAGES if resolve_entry(e) and resolve_entry(e).suffix == ".ipynb"}
+    await_chapters(wanted)  # under make test, the other worker may still be running one
     if not any_recorded():
         return {}
     executed = executed_notebooks()
-    wanted = {resolve_entry(e).resolve() for e in PAGES if resolve_entry(e) and resolve_entry(e).suffix == ".ipynb"}
     missing = sorted(str(p.relative_to(REPO_ROOT)) for p in wanted - set(executed))
     if missing:
         failed = failed_notebooks()
