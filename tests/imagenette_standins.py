@@ -62,11 +62,11 @@ DROPPED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFAC
 LONGEST_FIRST = (
     "book/05_meal_v2.ipynb",
     "book/06_cached_soft_labels.ipynb",
-    "book/02_ensemble.ipynb",
-    "book/04_discriminator.ipynb",
     "book/03_kl_distillation.ipynb",
-    "book/08_your_own_data.ipynb",
     "book/03b_dark_knowledge.ipynb",
+    "book/04_discriminator.ipynb",
+    "book/08_your_own_data.ipynb",
+    "book/02_ensemble.ipynb",
     "book/07_imagenet_many_gpus.ipynb",
 )
 
