@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.meal-lite-installed
 export MEAL_LITE_PROFILE ?= offline
 
-.PHONY: venv demo test book browser-deps bench clean
+.PHONY: venv demo test test-imagenette book browser-deps bench clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,18 @@ TEST_THREADS ?= 1
 test: $(STAMP) browser-deps
 	OMP_NUM_THREADS=$(TEST_THREADS) $(PYTEST_RUN) -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests book \
 	  -p chapters_from_wheel --chapters-from-wheel \
+	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
+
+# Every chapter under nbval in the imagenette profile, against loopback stand-ins of its two servers
+# (tests/imagenette_standins.py): a small generated ImageNette archive and the profile's real timm
+# architectures with random weights, served on 127.0.0.1 by a server the run starts and stops. The
+# chapters run as in `make test` (installed from a freshly built wheel, each kernel in an empty folder),
+# in two workers with one torch thread each, sharing one data folder and one hub cache. HF_HUB_OFFLINE
+# is unset (the plugin drops it and any proxy too): the only network is 127.0.0.1.
+test-imagenette: $(STAMP)
+	env -u HF_HUB_OFFLINE -u TRANSFORMERS_OFFLINE OMP_NUM_THREADS=$(TEST_THREADS) MEAL_LITE_PROFILE=imagenette \
+	  $(BIN)/python -m pytest -p imagenette_standins --imagenette-standins -p chapters_from_wheel --chapters-from-wheel \
+	  -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder book \
 	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
 
 bench: $(STAMP)

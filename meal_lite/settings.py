@@ -10,6 +10,7 @@ table lists the same names (a test checks that the two agree).
 |---|---|---|
 | ``MEAL_LITE_PROFILE`` | :func:`profile` | ``imagenette`` (default) or ``offline`` |
 | ``MEAL_LITE_CACHE`` | :func:`cache_dir` | where the offline profile's trained teachers are kept |
+| ``MEAL_LITE_DATA_HOME`` | :func:`data_home` | the folder a relative ``data.root`` is resolved against |
 | ``MEAL_LITE_WORKERS`` | :func:`workers` | one-thread worker processes for CPU experiments |
 | ``MEAL_LITE_PROBE_TIMEOUT`` | :func:`probe_timeout` | seconds a network probe waits (default 3) |
 | ``MEAL_LITE_DOWNLOAD_TIMEOUT`` | :func:`download_timeout` | seconds a download waits for the server's next bytes (default 60) |
@@ -34,6 +35,7 @@ __all__ = [
     "TorchrunEnv",
     "behind_proxy",
     "cache_dir",
+    "data_home",
     "download_timeout",
     "fault_drill",
     "hub_offline",
@@ -46,6 +48,7 @@ __all__ = [
 
 PROFILE = "MEAL_LITE_PROFILE"
 CACHE = "MEAL_LITE_CACHE"
+DATA_HOME = "MEAL_LITE_DATA_HOME"
 WORKERS = "MEAL_LITE_WORKERS"
 PROBE_TIMEOUT = "MEAL_LITE_PROBE_TIMEOUT"
 DOWNLOAD_TIMEOUT = "MEAL_LITE_DOWNLOAD_TIMEOUT"
@@ -57,7 +60,7 @@ PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"
 TORCHRUN = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT")
 
 #: Every variable read here (the README's table must name each of them).
-VARIABLES = (PROFILE, CACHE, WORKERS, PROBE_TIMEOUT, DOWNLOAD_TIMEOUT, IMAGENETTE_URL, IMAGENETTE_MD5, KILL_AT_STEP, KILL_RANK, "HF_HUB_OFFLINE",
+VARIABLES = (PROFILE, CACHE, DATA_HOME, WORKERS, PROBE_TIMEOUT, DOWNLOAD_TIMEOUT, IMAGENETTE_URL, IMAGENETTE_MD5, KILL_AT_STEP, KILL_RANK, "HF_HUB_OFFLINE",
              "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", *PROXIES, *TORCHRUN)
 
 _TRUE = ("1", "ON", "YES", "TRUE")
@@ -91,6 +94,24 @@ def cache_dir() -> Path | None:
     """``$MEAL_LITE_CACHE`` as a path (``~`` expanded), or None."""
     raw = _raw(CACHE)
     return Path(raw).expanduser() if raw is not None else None
+
+
+def data_home() -> Path | None:
+    """``$MEAL_LITE_DATA_HOME`` as an absolute path (``~`` expanded), or None.
+
+    A relative ``data.root`` (the profiles say ``data``) is resolved against it instead of the checkout or
+    the working directory (:func:`meal_lite.data.sources.resolve_data_root`), so that processes started in
+    different folders - notebook kernels, workers, the command line - share one copy of the data. A
+    relative value would itself depend on the working directory, so it is refused.
+    """
+    raw = _raw(DATA_HOME)
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(f"Environment variable {DATA_HOME}={raw!r} is not an absolute path; set it to e.g. "
+                          f"{Path.home() / 'meal-lite-data'}.")
+    return path
 
 
 def workers() -> int | None:

@@ -41,6 +41,7 @@ def test_the_readme_documents_every_variable_settings_reads():
         ("MEAL_LITE_PROBE_TIMEOUT", "-1", settings.probe_timeout, r"MEAL_LITE_PROBE_TIMEOUT='-1' is not a positive number"),
         ("WORLD_SIZE", "x", settings.torchrun_env, r"^Environment variable WORLD_SIZE='x' is not a whole number; set it to e\.g\. 2 \(torchrun sets it\)\.$"),
         ("MEAL_LITE_KILL_AT_STEP", "seven", settings.fault_drill, r"MEAL_LITE_KILL_AT_STEP='seven' is not a whole number"),
+        ("MEAL_LITE_DATA_HOME", "data", settings.data_home, r"^Environment variable MEAL_LITE_DATA_HOME='data' is not an absolute path; set it to e\.g\. /"),
     ],
 )
 def test_a_bad_value_is_one_sentence_when_read(monkeypatch, name, value, read, expected):
@@ -55,18 +56,30 @@ def test_values_as_read(monkeypatch, tmp_path):
     for name in settings.VARIABLES:
         monkeypatch.delenv(name, raising=False)
     assert settings.workers() is None and settings.probe_timeout() == 3.0 and settings.cache_dir() is None
+    assert settings.data_home() is None
     assert settings.torchrun_env() == settings.TorchrunEnv(1, 0, 0, 0) and settings.fault_drill() is None
     assert not settings.hub_offline() and not settings.behind_proxy()
     monkeypatch.setenv("MEAL_LITE_WORKERS", "3")
     monkeypatch.setenv("MEAL_LITE_PROBE_TIMEOUT", "0.5")
     monkeypatch.setenv("MEAL_LITE_CACHE", "~/teachers")
+    monkeypatch.setenv("MEAL_LITE_DATA_HOME", "~/meal-lite-data")
     monkeypatch.setenv("HF_HUB_OFFLINE", "yes")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("MEAL_LITE_KILL_AT_STEP", "7")
     assert settings.workers() == 3 and settings.probe_timeout() == 0.5
     assert settings.cache_dir() == Path("~/teachers").expanduser()
+    assert settings.data_home() == Path("~/meal-lite-data").expanduser()
     assert settings.hub_offline()
     assert settings.torchrun_env().world_size == 4
     assert settings.fault_drill() == (7, 1)  # under torchrun with 2+ workers the drill kills rank 1 by default
     monkeypatch.setenv("MEAL_LITE_KILL_RANK", "0")
     assert settings.fault_drill() == (7, 0)
+
+
+def test_a_relative_data_root_is_resolved_against_the_data_home(monkeypatch, tmp_path):
+    """Kernels started in different folders share one copy of the data; an absolute data.root stays as it is."""
+    from meal_lite.data import resolve_data_root
+
+    monkeypatch.setenv("MEAL_LITE_DATA_HOME", str(tmp_path))
+    assert resolve_data_root("data") == tmp_path / "data"
+    assert resolve_data_root(tmp_path / "elsewhere") == tmp_path / "elsewhere"

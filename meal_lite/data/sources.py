@@ -1,6 +1,8 @@
 """Where image data comes from: the folder a relative ``data.root`` means, and ImageNette's archive.
 
-**The data root.** A relative ``data.root`` (the profiles say ``data``) is resolved against the project
+**The data root.** A relative ``data.root`` (the profiles say ``data``) is resolved against
+``MEAL_LITE_DATA_HOME`` when that is set, so that processes started in different folders (a notebook
+kernel each, the command line) share one copy of the data wherever they run; else against the project
 root when meal-lite runs inside a checkout (the folder holding ``pyproject.toml`` and ``meal_lite/``,
 found by walking up from the working directory), so the command line, run from the root, and the
 chapters, run in ``book/``, share one copy of the data; outside a checkout it is relative to the working
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
+from filelock import FileLock  # huggingface_hub's lock files (timm needs huggingface_hub)
 from torchvision.datasets import Imagenette
 from torchvision.datasets.utils import download_and_extract_archive
 
@@ -52,11 +55,12 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
 
 
 def resolve_data_root(root: str | os.PathLike) -> Path:
-    """``root`` with ``~`` expanded; a relative one against the project root inside a checkout (see above)."""
+    """``root`` with ``~`` expanded; a relative one against ``$MEAL_LITE_DATA_HOME``, else the project root
+    inside a checkout, else the working directory (see above)."""
     path = Path(root).expanduser()
     if path.is_absolute():
         return path
-    return (project_root() or Path.cwd()) / path
+    return (settings.data_home() or project_root() or Path.cwd()) / path
 
 
 # torchvision's table of the official archives, by size: (URL, md5).
@@ -133,12 +137,24 @@ def download_imagenette(root: Path, size: str, url: str, md5: str) -> Path:
 
     Everything happens in a temporary folder inside ``root``; the extracted folder is renamed into place
     (atomic on one file system) only when it holds ``train/`` and ``val/``. On failure the temporary
-    folder is removed and :class:`DataError` says what went wrong, in one sentence.
+    folder is removed and :class:`DataError` says what went wrong, in one sentence. Processes that share
+    ``root`` (two notebooks, the workers of a test run) download one at a time, under a lock file in
+    ``root``: whoever waited finds the folder in place and downloads nothing.
     """
     name = imagenette_folder_name(size)
     target = root / name
     _probe(url, size, target)
     root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{name}.lock")):
+        if (target / "train").is_dir() and (target / "val").is_dir():  # another process downloaded it meanwhile
+            return target
+        _download_into(root, name, size, url, md5)
+    return target
+
+
+def _download_into(root: Path, name: str, size: str, url: str, md5: str) -> None:
+    """The download itself, for :func:`download_imagenette` (which holds the lock)."""
+    target = root / name
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.download-", dir=root))
     try:
         try:
@@ -163,4 +179,3 @@ def download_imagenette(root: Path, size: str, url: str, md5: str) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
