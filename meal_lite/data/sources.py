@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
-from filelock import FileLock  # huggingface_hub's lock files (timm needs huggingface_hub)
+from filelock import FileLock
 from torchvision.datasets import Imagenette
 from torchvision.datasets.utils import download_and_extract_archive
 
