@@ -53,9 +53,6 @@ ARCHIVE_GETS_PER_DOWNLOAD = 2
 CHAPTER_MODELS = ("resnet50.a1_in1k", "efficientnet_b0.ra_in1k", "resnet18.a1_in1k", "convnext_tiny.fb_in1k")
 #: The server stops answering after this many seconds, whatever the run is doing.
 DEFAULT_LIFETIME = 1800.0
-#: Variables the run must not inherit: no offline switch, no other hub cache or endpoint, no proxy.
-DROPPED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT",
-           "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 #: The chapters that take longest in this run first (from ``--durations``), so that the two workers of
 #: ``--dist loadfile --no-loadscope-reorder`` finish close together; the order changes no result.
@@ -117,7 +114,7 @@ def pytest_configure(config):
 
 def start(lifetime: float = DEFAULT_LIFETIME) -> dict:
     """Start the server, serve the archive and the hub files, point this process's environment at them."""
-    from standins import StandInServer, hub_repo, hub_weights, imagenette_archive, md5
+    from standins import CLIENT_ENV_DROPPED, StandInServer, hub_repo, hub_weights, imagenette_archive, md5
 
     root = Path(tempfile.mkdtemp(prefix="meal-lite-imagenette-"))
     homes = {name: root / name for name in ("hf", "torch", "cache", "data")}
@@ -136,7 +133,7 @@ def start(lifetime: float = DEFAULT_LIFETIME) -> dict:
     timer = threading.Timer(lifetime, server.stop)
     timer.daemon = True
     timer.start()
-    for name in DROPPED:
+    for name in CLIENT_ENV_DROPPED:
         os.environ.pop(name, None)
     os.environ.update(
         MEAL_LITE_PROFILE="imagenette", HF_ENDPOINT=server.url, MEAL_LITE_IMAGENETTE_URL=server.url + ARCHIVE,

@@ -34,6 +34,10 @@ from timm.models import get_pretrained_cfg
 
 from meal_lite.data.imagefolders import IMAGENETTE_WNIDS
 
+#: What a command pointed at the stand-ins must not inherit: the offline switch, another hub cache or
+#: endpoint, a proxy (which would carry 127.0.0.1 requests elsewhere).
+CLIENT_ENV_DROPPED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT",
+                      "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 REQUEST_TIMEOUT = 5.0  # seconds a connection may sit idle before the server drops it
 STALL_LIMIT = 5.0  # the longest a stalling route waits
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the revision every stand-in hub repo is at

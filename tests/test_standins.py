@@ -49,7 +49,7 @@ from meal_lite.data.digits import digits_datasets  # noqa: E402
 from meal_lite.errors import ConfigError, DataError  # noqa: E402
 from meal_lite.experiments import Experiment, accuracy_vs_crops, base_config, every_nth  # noqa: E402
 from meal_lite.training import one_thread  # noqa: E402
-from standins import StandInServer, hub_repo, hub_weights, imagenette_archive, md5  # noqa: E402
+from standins import CLIENT_ENV_DROPPED, StandInServer, hub_repo, hub_weights, imagenette_archive, md5  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = "/imagenette2-160.tgz"
@@ -100,9 +100,7 @@ def _downloads(server: StandInServer) -> int:
 
 def _env(home: Path, server: StandInServer | None = None, archive_md5: str | None = None, **extra: str) -> dict:
     """The environment of a command run as a user would, pointed at the stand-ins."""
-    drop = {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT",
-            "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", settings.IMAGENETTE_URL,
-            settings.IMAGENETTE_MD5}
+    drop = {*CLIENT_ENV_DROPPED, settings.IMAGENETTE_URL, settings.IMAGENETTE_MD5}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(
         PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")]),
