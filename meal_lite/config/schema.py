@@ -75,6 +75,14 @@ class DataConfig:
     num_workers: int = 2
     skip_bad_files: bool = False
     augment: bool = True
+    # A smaller run (meal_lite.data.subsets): train on the first N images of each training class. Where the
+    # dataset has no test split of its own (ImageNette, ImageNet, a folder), val_per_class keeps the first N
+    # images of each validation class (at most half of it) for validation and makes the next test_per_class
+    # (None: all the others) the test split, so settings chosen on validation are reported on other images.
+    # None: every image, validation = the val folder. The imagenette profile sets them to fit two CPU cores.
+    train_per_class: int | None = None
+    val_per_class: int | None = None
+    test_per_class: int | None = None
     # digits only: mild (small affine jitter, the default) or strong (larger rotations, shifts, zooms
     # and shear: views on which the teachers disagree, so their targets are not near one-hot)
     augment_strength: str = "mild"
@@ -179,6 +187,10 @@ class Config:
     student: ModelConfig = field(default_factory=ModelConfig)
     teachers: list[TeacherConfig] = field(default_factory=list)
     teacher_preset: str | None = None
+    # None: each teacher sees the batch at its own input size (its timm config, e.g. 300 px for an
+    # EfficientNet-B3); a number: every teacher sees it resized to that size instead (fewer FLOPs: the
+    # imagenette profile's teachers at 160 px cost a fifth of their native sizes on a CPU).
+    teacher_image_size: int | None = None
     loss: LossConfig = field(default_factory=LossConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -255,6 +267,10 @@ def validate_config(cfg: Config) -> None:
         ("data.global_batch", cfg.data.global_batch),
         ("data.max_batch_per_process", cfg.data.max_batch_per_process),
         ("optim.reference_batch", cfg.optim.reference_batch),
+        ("data.train_per_class", cfg.data.train_per_class),
+        ("data.val_per_class", cfg.data.val_per_class),
+        ("data.test_per_class", cfg.data.test_per_class),
+        ("teacher_image_size", cfg.teacher_image_size),
     ]:
         _at_least(value, key, 1)
     _at_least(cfg.data.num_workers, "data.num_workers", 0)
@@ -278,6 +294,9 @@ def validate_config(cfg: Config) -> None:
             "Input mixing changes the pixels after a cached crop is replayed, so the stored soft labels would not "
             "describe the mixed image; set data.mixup_alpha=0 and data.cutmix_prob=0, or drop soft_labels.path."
         )
+    if cfg.data.test_per_class is not None and cfg.data.val_per_class is None:
+        raise ConfigError("data.test_per_class cuts the test part of the validation folder that data.val_per_class "
+                          "splits off; set data.val_per_class too, or unset data.test_per_class.")
     if list(cfg.optim.milestones) != sorted(set(cfg.optim.milestones)):
         raise ConfigError(
             f"Config key 'optim.milestones' must be increasing epoch numbers, but was given {cfg.optim.milestones!r}."

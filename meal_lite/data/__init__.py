@@ -7,6 +7,7 @@
 - :mod:`~meal_lite.data.sources` -- the data root, and ImageNette's archive (official or a mirror);
 - :mod:`~meal_lite.data.transforms` -- timm data configs to transforms (the paper's recipe);
 - :mod:`~meal_lite.data.loaders` -- loaders whose batches depend on ``(seed, epoch)`` only;
+- :mod:`~meal_lite.data.subsets` -- smaller copies: the first images of each class, every n-th image;
 - :mod:`~meal_lite.data.softlabels` -- cached soft labels: the format, the crops, their replay.
 """
 
@@ -42,6 +43,10 @@ _EXPORTS = {
     "download_imagenette": "meal_lite.data.sources",
     "draw_crop": "meal_lite.data.softlabels",
     "EpochSampler": "meal_lite.data.loaders",
+    "every_nth": "meal_lite.data.subsets",
+    "per_class": "meal_lite.data.subsets",
+    "select": "meal_lite.data.subsets",
+    "split_per_class": "meal_lite.data.subsets",
     "folder_classes": "meal_lite.data.folder",
     "folder_datasets": "meal_lite.data.folder",
     "FOLDER_SPLITS": "meal_lite.data.folder",

@@ -24,6 +24,7 @@ from meal_lite.data.digits import DIGITS_DEFAULT_SIZE, DigitsDataset, digits_dat
 from meal_lite.config.choices import DATASETS
 from meal_lite.errors import ConfigError
 from meal_lite.data.folder import folder_classes, folder_datasets
+from meal_lite.data.subsets import per_class, split_per_class
 from meal_lite.data.imagefolders import IMAGENETTE_CLASSES, imagenet_datasets, imagenet_wnids, imagenette_datasets
 from meal_lite.data.transforms import paper_data_config
 
@@ -110,6 +111,26 @@ def data_config_for(data: Any, model_data_config: Mapping[str, Any] | None) -> d
     return cfg
 
 
+def cut_splits(splits: Mapping[str, Dataset], data: Any) -> dict[str, Dataset]:
+    """The splits cut to ``data.train_per_class``, ``data.val_per_class`` and ``data.test_per_class``.
+
+    A dataset without a test split of its own gets one from its validation folder (the images after the
+    first ``val_per_class`` of each class), so settings chosen on the validation images are reported on
+    images they were not chosen on. Unset (None) keeps every image.
+    """
+    out = dict(splits)
+    train, val, test = (getattr(data, f"{split}_per_class", None) for split in ("train", "val", "test"))
+    if train is not None:
+        out["train"] = per_class(out["train"], train, "data.train_per_class")
+    if val is not None and "test" in out:  # the digits: a test split of their own
+        out["val"] = per_class(out["val"], val, "data.val_per_class")
+        if test is not None:
+            out["test"] = per_class(out["test"], test, "data.test_per_class")
+    elif val is not None:
+        out["val"], out["test"] = split_per_class(out["val"], val, test, "data.val_per_class")
+    return out
+
+
 def build_datasets(data: Any, model_data_config: Mapping[str, Any] | None = None) -> DatasetSplits:
     """All splits of the configured dataset, transformed for the student.
 
@@ -137,4 +158,5 @@ def build_datasets(data: Any, model_data_config: Mapping[str, Any] | None = None
     else:
         splits = imagenet_datasets(data.root, data_config=config, skip_bad_files=data.skip_bad_files, augment=data.augment)
         names = imagenet_wnids()
+    splits = cut_splits(splits, data)
     return DatasetSplits(splits, num_classes=len(names), data_config=config, class_names=names, dataset=data.dataset)

@@ -398,7 +398,10 @@ class CachedSoftLabels:
 
 def teacher_config_identity(cfg: Any) -> dict:
     """What a run's config says about its teachers (checked at training time, without building them)."""
-    return {"preset": cfg.teacher_preset, "teachers": [dataclasses.asdict(t) for t in cfg.teachers]}
+    identity = {"preset": cfg.teacher_preset, "teachers": [dataclasses.asdict(t) for t in cfg.teachers]}
+    if getattr(cfg, "teacher_image_size", None) is not None:  # unset: caches made before the setting existed still match
+        identity["image_size"] = int(cfg.teacher_image_size)
+    return identity
 
 
 def replay_cache(cfg: Any, datasets: DatasetSplits) -> tuple[DatasetSplits, CachedSoftLabels]:

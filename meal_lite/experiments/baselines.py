@@ -30,6 +30,9 @@ __all__ = ["BASELINE_VERSION", "baseline_path", "load_cached_baseline", "save_ba
 BASELINE_VERSION = 1
 #: Settings that change where a run writes and how it reports, never its weights.
 _NOT_IN_KEY = {"train": ("out", "progress", "log_every")}
+#: Settings added after the first baselines were cached: left out of the key while unset (None), so a
+#: baseline trained before they existed keeps its name; set, they are in the key like any other.
+_UNSET_NOT_IN_KEY = {"data": ("train_per_class", "val_per_class", "test_per_class"), "": ("teacher_image_size",)}
 
 
 def baseline_path(cfg: Config, device: torch.device | str, cache_dir: str | Path | None = None) -> Path:
@@ -39,6 +42,11 @@ def baseline_path(cfg: Config, device: torch.device | str, cache_dir: str | Path
     for section, keys in _NOT_IN_KEY.items():
         for key in keys:
             settings[section].pop(key, None)
+    for section, keys in _UNSET_NOT_IN_KEY.items():
+        for key in keys:
+            where = settings[section] if section else settings
+            if where.get(key, 0) is None:
+                del where[key]
     payload = {"config": settings, "device": torch.device(device).type, "version": BASELINE_VERSION}
     key = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()

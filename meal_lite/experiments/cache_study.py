@@ -31,13 +31,13 @@ import torch
 from torch.utils.data import Dataset
 
 from meal_lite.data.datasets import DatasetSplits
-from meal_lite.errors import ConfigError
 from meal_lite.data.loaders import SeededViews
 from meal_lite.experiments.protocol import Experiment, run_config
 from meal_lite.experiments.record import hardware
 from meal_lite.experiments.stats import paired_differences, summarize
 from meal_lite.training.assemble import train_student
 from meal_lite.training.softlabel_cache import generate_cache
+from meal_lite.data.subsets import every_nth
 from meal_lite.data.softlabels import CropSpec, base_item, crop_spec, draw_crop, render_crop, replay_cache
 
 __all__ = ["FreshCrops", "every_nth", "accuracy_vs_crops"]
@@ -55,27 +55,6 @@ class FreshCrops(SeededViews):
         image, label = base_item(self.dataset, index)
         box, flip = draw_crop(image, self.spec, self.seed, index, epoch)
         return render_crop(image, box, flip, self.spec), label
-
-
-def every_nth(dataset: Any, every: int) -> Any:
-    """A copy of a meal-lite dataset (digits, ImageNette, ImageNet) that keeps every ``every``-th image.
-
-    The copy is of the dataset's own class, with its per-image lists cut (the digits' ``images``,
-    ``targets`` and ``indices``; an image folder's ``samples``, ``imgs`` and ``targets``), so the soft-label
-    cache reads it as it reads the full split (its crops, un-augmented images and fingerprint).
-    """
-    if int(every) < 1:
-        raise ConfigError(f"every={every} must be a whole number >= 1 (1 keeps every image).")
-    subset = copy.copy(dataset)
-    cut = []
-    for name in ("images", "indices", "samples", "_samples", "imgs", "targets"):
-        value = getattr(dataset, "__dict__", {}).get(name)  # own lists (ImageNette derives targets from _samples)
-        if value is not None:
-            setattr(subset, name, value[::every].contiguous() if isinstance(value, torch.Tensor) else value[::every])
-            cut.append(name)
-    if not cut or len(subset) != len(range(0, len(dataset), every)):
-        raise ConfigError(f"every_nth cannot cut a {type(dataset).__name__}; give it a meal-lite dataset (digits, ImageNette or ImageNet).")
-    return subset
 
 
 def _splits(datasets: DatasetSplits, train: Dataset) -> DatasetSplits:

@@ -356,12 +356,14 @@ def teacher_specs(teachers: Sequence[TeacherConfig], preset: str | None) -> list
 
 
 def create_teachers(
-    specs: Sequence[TeacherConfig], *, dataset: str, num_classes: int | None = None, data_config: Mapping[str, Any] | None = None
+    specs: Sequence[TeacherConfig], *, dataset: str, num_classes: int | None = None, data_config: Mapping[str, Any] | None = None,
+    image_size: int | None = None,
 ) -> TeacherEnsemble:
     """The frozen ensemble of timm teachers ``specs``, each behind an input adapter from the data's config.
 
     ``data_config`` is the config the batches are normalised with (from :func:`create_student`); each
-    teacher gets an :class:`~meal_lite.core.ensemble.InputAdapter` from it to the teacher's own config.
+    teacher gets an :class:`~meal_lite.core.ensemble.InputAdapter` from it to the teacher's own config, at
+    the teacher's own input size or, given ``image_size`` (config ``teacher_image_size``), at that size.
     """
     if not specs:
         raise ConfigError("No teachers configured; set teacher_preset (e.g. imagenette-small) or list teachers.")
@@ -376,6 +378,8 @@ def create_teachers(
                 f"Teacher '{spec.name}' expects {len(tcfg['mean'])}-channel images but the data has "
                 f"{data_config['input_size'][0]}; use teachers made for this dataset."
             )
+        if image_size is not None:
+            tcfg = {**tcfg, "input_size": (tcfg["input_size"][0], int(image_size), int(image_size))}
         teachers.append(model)
         adapters.append(InputAdapter.from_configs(data_config, tcfg))
         configs.append(tcfg)

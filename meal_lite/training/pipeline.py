@@ -41,7 +41,8 @@ def build_teachers(cfg: Config, num_classes: int, data_config: Mapping[str, Any]
             )
         return digits_ensemble(int(data_config["input_size"][-1]), verbose=verbose)
     return create_teachers(
-        teacher_specs(cfg.teachers, cfg.teacher_preset), dataset=cfg.data.dataset, num_classes=num_classes, data_config=data_config
+        teacher_specs(cfg.teachers, cfg.teacher_preset), dataset=cfg.data.dataset, num_classes=num_classes, data_config=data_config,
+        image_size=cfg.teacher_image_size,
     )
 
 
