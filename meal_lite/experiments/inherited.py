@@ -31,6 +31,7 @@ from meal_lite.training.evaluate import model_outputs
 
 __all__ = [
     "collect_outputs",
+    "collect_teacher_logits",
     "agreement",
     "reliability_curve",
     "confusion_matrix",
@@ -60,6 +61,21 @@ def collect_outputs(model: nn.Module, loader: Iterable, device: torch.device | s
     if isinstance(model, nn.Module):
         model.train(was_training)
     return torch.cat(probs), torch.cat(labels)
+
+
+@torch.no_grad()
+def collect_teacher_logits(ensemble: Any, loader: Iterable, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(every teacher's logits (K, N, C), labels (N,))`` of a frozen ensemble over ``loader``, on the CPU.
+
+    One pass of the teachers gives each member's accuracy, the ensemble's (its mean of probabilities,
+    :func:`~meal_lite.core.ensemble.average_teachers`) and its targets, so a caller that needs several of
+    them runs the teachers once (on ImageNette they are most of a chapter's cost).
+    """
+    logits, labels = [], []
+    for z, y in model_outputs(lambda images: torch.stack(list(ensemble.teacher_outputs(images))), loader, device):
+        logits.append(z.cpu())
+        labels.append(y.cpu())
+    return torch.cat(logits, dim=1), torch.cat(labels)
 
 
 def agreement(probs: torch.Tensor, reference_probs: torch.Tensor) -> float:

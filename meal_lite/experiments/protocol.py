@@ -38,10 +38,10 @@ from torch import nn
 from meal_lite.config.schema import Config, load_config
 from meal_lite.data.datasets import build_datasets
 from meal_lite.training.distributed import resolve_device
-from meal_lite.core.ensemble import EnsembleClassifier, SharedTargets
+from meal_lite.core.ensemble import SharedTargets, average_teachers
 from meal_lite.errors import ConfigError
 from meal_lite.training.evaluate import evaluate
-from meal_lite.experiments.inherited import collect_outputs, inheritance_report
+from meal_lite.experiments.inherited import collect_teacher_logits, inheritance_report
 from meal_lite.data.loaders import build_loader
 from meal_lite.config.profiles import resolve_profile
 from meal_lite.training.assemble import build_student, train_student
@@ -290,6 +290,11 @@ def all_continuations(
     return done
 
 
+def top1_of(outputs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 (percent) of logits or probabilities ``(N, C)`` against ``labels``."""
+    return 100.0 * (outputs.argmax(1) == labels).double().mean().item()
+
+
 def run_protocol(
     experiment: Experiment,
     settings: ProtocolSettings,
@@ -322,9 +327,13 @@ def run_protocol(
         raise ConfigError("The protocol needs the teachers; build the Experiment with teachers=True.")
     workers = resolve_workers(workers, experiment.device)
     results: dict[str, Any] = {}
-    for name, model in experiment.teachers.members().items():
-        results[f"teacher:{name}"] = summarize([experiment.evaluate(model, loader)["top1"]])
-    results["ensemble"] = summarize([experiment.evaluate(EnsembleClassifier(experiment.teachers), loader)["top1"]])
+    # The frozen teachers run once over the split: each member's top-1, the ensemble's and the reference
+    # outputs every seed's students are compared with all come from this one pass.
+    teacher_logits, labels = collect_teacher_logits(experiment.teachers, loader, experiment.device)
+    for name, logits in zip(experiment.teachers.teacher_names, teacher_logits):
+        results[f"teacher:{name}"] = summarize([top1_of(logits, labels)])
+    reference = (average_teachers(teacher_logits).probs, labels)
+    results["ensemble"] = summarize([top1_of(reference[0], labels)])
     for key, value in results.items():
         log(f"  {key:28s} top-1 {value['mean']:.2f}")
 
@@ -339,7 +348,6 @@ def run_protocol(
     states = {seed: baselines[0 if settings.shared_baseline else seed][0].state_dict() for seed in range(settings.seeds)}
     log(f"  baseline top-1 {statistics.fmean(values['baseline']):.2f}; continuations in {workers} worker(s)")
     trained = all_continuations(experiment, settings, rows, lrs, states, split, workers)
-    reference = collect_outputs(experiment.teachers, loader, experiment.device)  # frozen teachers: once for all seeds
     inherited: list[dict] = []
     models: dict[str, nn.Module] = {}
     for seed in range(settings.seeds):
