@@ -42,10 +42,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = "/imagenette2-160.tgz"
-#: 20 training and 10 validation images: the chapters' cost grows with them (the teachers run at their
-#: own resolution on every image); chapter 8 classifies one validation image of each class.
+#: 20 training and 20 validation images: the chapters' cost grows with them; the profile splits each class
+#: of the val folder into validation and test images (data.val_per_class), so every class needs two.
 TRAIN_PER_CLASS = 2
-VAL_PER_CLASS = 1
+VAL_PER_CLASS = 2
 #: GET requests of one download of the archive: torchvision's ``download_url`` first opens the URL to follow
 #: redirects (a GET whose body it does not read), then downloads it.
 ARCHIVE_GETS_PER_DOWNLOAD = 2
@@ -57,6 +57,7 @@ DEFAULT_LIFETIME = 1800.0
 #: The chapters that take longest in this run first (from ``--durations``), so that the two workers of
 #: ``--dist loadfile --no-loadscope-reorder`` finish close together; the order changes no result.
 LONGEST_FIRST = (
+    "tests/test_pages_build.py",  # a whole book build (the Pages workflow's command), beside the chapters
     "book/05_meal_v2.ipynb",
     "book/06_cached_soft_labels.ipynb",
     "book/03_kl_distillation.ipynb",
@@ -112,16 +113,12 @@ def pytest_configure(config):
     start(config.getoption("standins_lifetime"))
 
 
-def start(lifetime: float = DEFAULT_LIFETIME) -> dict:
-    """Start the server, serve the archive and the hub files, point this process's environment at them."""
-    from standins import CLIENT_ENV_DROPPED, StandInServer, hub_repo, hub_weights, imagenette_archive, md5
+def serve(n_train=TRAIN_PER_CLASS, n_val=VAL_PER_CLASS):
+    """A running :class:`~standins.StandInServer` with the archive at :data:`ARCHIVE` and every model's
+    ``model.safetensors``; returns ``(server, archive bytes, {hub path: model name})``."""
+    from standins import StandInServer, hub_repo, hub_weights, imagenette_archive
 
-    root = Path(tempfile.mkdtemp(prefix="meal-lite-imagenette-"))
-    homes = {name: root / name for name in ("hf", "torch", "cache", "data")}
-    for folder in homes.values():
-        folder.mkdir()
-    copied = seed_cache(homes["cache"])
-    archive = imagenette_archive(n_train=TRAIN_PER_CLASS, n_val=VAL_PER_CLASS)
+    archive = imagenette_archive(n_train=n_train, n_val=n_val)
     server = StandInServer()
     server.serve(ARCHIVE, archive)
     files = {}  # path -> the model it was made for (resnet18 and resnet18.a1_in1k share one repo)
@@ -130,6 +127,23 @@ def start(lifetime: float = DEFAULT_LIFETIME) -> dict:
         if path not in files:
             files[path] = name
             server.serve_hub_file(hub_repo(name), "model.safetensors", hub_weights(name)[0])
+    return server, archive, files
+
+
+def start(lifetime: float = DEFAULT_LIFETIME, n_train=TRAIN_PER_CLASS, n_val=VAL_PER_CLASS, workers: str | None = "1") -> dict:
+    """Start the server, serve the archive and the hub files, point this process's environment at them.
+
+    ``n_train``/``n_val``: images per class of the served archive (``bench/chapter_times.py`` serves the
+    release's full size); ``workers``: ``MEAL_LITE_WORKERS`` for the chapters (None: the package's default).
+    """
+    from standins import CLIENT_ENV_DROPPED, md5
+
+    root = Path(tempfile.mkdtemp(prefix="meal-lite-imagenette-"))
+    homes = {name: root / name for name in ("hf", "torch", "cache", "data")}
+    for folder in homes.values():
+        folder.mkdir()
+    copied = seed_cache(homes["cache"])
+    server, archive, files = serve(n_train, n_val)
     timer = threading.Timer(lifetime, server.stop)
     timer.daemon = True
     timer.start()
@@ -140,10 +154,11 @@ def start(lifetime: float = DEFAULT_LIFETIME) -> dict:
         MEAL_LITE_IMAGENETTE_MD5=md5(archive), HF_HOME=str(homes["hf"]), TORCH_HOME=str(homes["torch"]),
         MEAL_LITE_CACHE=str(homes["cache"]), MEAL_LITE_DATA_HOME=str(homes["data"]),
         HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1",
+    )
+    if workers is not None:
         # One process per chapter, as on a GPU (Colab): the two pytest workers already fill two cores, and a
         # chapter's pool workers would start a DataLoader process per loader and epoch by spawning.
-        MEAL_LITE_WORKERS="1",
-    )
+        os.environ["MEAL_LITE_WORKERS"] = workers
     _STATE.update(server=server, timer=timer, root=root, files=files, copied=copied)
     return _STATE
 

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import timm
@@ -179,8 +180,14 @@ def _jpeg(k: int, size: tuple[int, int], seed: int) -> bytes:
     return buf.getvalue()
 
 
-def imagenette_archive(n_train: int = 3, n_val: int = 2, top: str = "imagenette2-160") -> bytes:
-    """A ``.tgz`` in the layout of fast.ai's ``imagenette2-160.tgz``, ``n_train``/``n_val`` images per class.
+#: Images per class of the real ``imagenette2-160`` release (wnid order): 9,469 training, 3,925 validation.
+FULL_TRAIN = (963, 955, 993, 858, 941, 956, 961, 931, 951, 960)
+FULL_VAL = (387, 395, 357, 386, 409, 394, 389, 419, 399, 390)
+
+
+def imagenette_archive(n_train: int | Sequence[int] = 3, n_val: int | Sequence[int] = 2, top: str = "imagenette2-160") -> bytes:
+    """A ``.tgz`` in the layout of fast.ai's ``imagenette2-160.tgz``, ``n_train``/``n_val`` images per class
+    (a number, or one per class: :data:`FULL_TRAIN` and :data:`FULL_VAL` give the release's sizes).
 
     File names follow the release (``train/n01440764/n01440764_10026.JPEG``,
     ``val/n01440764/ILSVRC2012_val_00009111.JPEG``), and ``noisy_imagenette.csv`` lists every image with
@@ -188,11 +195,12 @@ def imagenette_archive(n_train: int = 3, n_val: int = 2, top: str = "imagenette2
     """
     files: list[tuple[str, bytes]] = []
     rows = ["path,noisy_labels_0,noisy_labels_1,noisy_labels_5,noisy_labels_25,noisy_labels_50,is_valid"]
-    for split, n in (("train", n_train), ("val", n_val)):
-        for k, wnid in enumerate(IMAGENETTE_WNIDS):
+    for split, counts in (("train", n_train), ("val", n_val)):
+        counts = [counts] * len(IMAGENETTE_WNIDS) if isinstance(counts, int) else list(counts)
+        for k, (wnid, n) in enumerate(zip(IMAGENETTE_WNIDS, counts)):
             for i in range(n):
-                seed = 100 * k + i + (0 if split == "train" else 50)
-                name = f"{wnid}_{10000 + i}.JPEG" if split == "train" else f"ILSVRC2012_val_{k * 100 + i:08d}.JPEG"
+                seed = 2 * (10_000 * k + i) + (split == "val")  # a different image for every file
+                name = f"{wnid}_{10000 + i}.JPEG" if split == "train" else f"ILSVRC2012_val_{k * 10_000 + i:08d}.JPEG"
                 path = f"{split}/{wnid}/{name}"
                 files.append((path, _jpeg(k, SIZES_160[(k + i) % len(SIZES_160)], seed)))
                 rows.append(f"{path},{wnid},{wnid},{wnid},{wnid},{wnid},{split == 'val'}")
