@@ -40,8 +40,8 @@ def test_the_key_follows_what_shapes_the_weights_and_nothing_else(cache):
     cfg = run_config(base_config("offline"), objective="ce", epochs=2, lr=0.05, seed=0)
     path = baseline_path(cfg, "cpu")
     quiet = copy.deepcopy(cfg)
-    quiet.train.out, quiet.train.progress = "elsewhere", True
-    assert baseline_path(quiet, "cpu") == path  # where a run writes and how it reports: same weights
+    quiet.train.out, quiet.train.progress, quiet.data.num_workers = "elsewhere", True, 3
+    assert baseline_path(quiet, "cpu") == path  # where a run writes, how it reports, who decodes: same weights
     assert path.parent == cache and path.name.startswith(f"baseline-{cfg.student.name}-")
     for change in ("lr", "epochs", "seed"):
         other = run_config(base_config("offline"), objective="ce", **{"epochs": 2, "lr": 0.05, "seed": 0, change: 3})

@@ -28,8 +28,9 @@ __all__ = ["BASELINE_VERSION", "baseline_path", "load_cached_baseline", "save_ba
 
 #: Raise when the way a baseline is trained changes without a configuration key saying so.
 BASELINE_VERSION = 1
-#: Settings that change where a run writes and how it reports, never its weights.
-_NOT_IN_KEY = {"train": ("out", "progress", "log_every")}
+#: Settings that change where a run writes, how it reports and which process decodes its images, never its
+#: weights (a loader's batches depend on its seed and epoch only, however many workers load them).
+_NOT_IN_KEY = {"train": ("out", "progress", "log_every"), "data": ("num_workers",)}
 #: Settings added after the first baselines were cached: left out of the key while unset (None), so a
 #: baseline trained before they existed keeps its name; set, they are in the key like any other.
 _UNSET_NOT_IN_KEY = {"data": ("train_per_class", "val_per_class", "test_per_class"), "": ("teacher_image_size",)}

@@ -225,6 +225,11 @@ _WORKER: dict[str, Experiment] = {}
 
 
 def _init_worker(cfg: Config, teachers: nn.Module | None) -> None:
+    # A one-thread worker decodes its own images: DataLoader processes started from a worker would be spawned
+    # afresh for every loader and epoch (seconds of imports each), while the pool already fills the cores.
+    # The batches are the same (they depend on the seed and epoch only).
+    cfg = copy.deepcopy(cfg)
+    cfg.data.num_workers = 0
     experiment = Experiment(cfg, verbose=False, teachers=False)
     experiment.teachers = teachers  # the parent's frozen teachers (None for the baseline alone)
     _WORKER["experiment"] = experiment
