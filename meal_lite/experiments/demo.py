@@ -46,7 +46,8 @@ def run_demo(
 
     ``experiment`` reuses an existing :class:`~meal_lite.experiments.protocol.Experiment` (a notebook that already
     loaded the data and teachers). With ``keep_models`` the returned report also holds ``models``: the
-    last seed's trained students by row, for inspection (they are not written to disk). ``workers``:
+    last seed's trained students by row, and ``reference``: the ensemble's probabilities and the labels on
+    the measured split, for inspection (neither is written to disk). ``workers``:
     processes for the seeds (default: 2 on a CPU with two or more cores; see :mod:`meal_lite.training.workers`).
     ``command`` is recorded in the report with the date and the hardware (the CLI passes its command line).
     """
@@ -62,7 +63,7 @@ def run_demo(
     report["wall_seconds"] = wall = time.perf_counter() - started
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    details = {k: v for k, v in report.items() if k != "models"}
+    details = {k: v for k, v in report.items() if k not in ("models", "reference")}
     # results.json keeps the flat shape too: each row name maps to {mean, std, values}.
     write_json(out_dir / "results.json", {**report["rows"], "wall_seconds": wall, "details": details})
     plt.close(plot_demo_curves(report, settings, out_dir / "curves.png"))

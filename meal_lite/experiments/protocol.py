@@ -316,7 +316,8 @@ def run_protocol(
     ``split`` is where every row is measured: the experiment's held-out split (test for the digits) by
     default, ``"val"`` while choosing settings. ``rows`` and ``lrs`` restrict the continuations and
     override their learning rates (the validation search uses both). With ``keep_models`` the report
-    also holds ``models``: the last seed's trained students by row. ``workers``: processes for the
+    also holds ``models``: the last seed's trained students by row, and ``reference``: the ensemble's
+    ``(probabilities, labels)`` on the split. ``workers``: processes for the
     seeds' continuations (:func:`meal_lite.training.workers.resolve_workers`; default 2 on a multi-core CPU).
     """
     started = time.perf_counter()
@@ -387,4 +388,5 @@ def run_protocol(
     }
     if keep_models:
         report["models"] = models
+        report["reference"] = reference  # the ensemble's (probabilities, labels) on the split, computed once
     return report
