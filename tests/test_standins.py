@@ -303,7 +303,8 @@ def test_eval_scores_the_checkpoint_as_its_run_did(trained):
     assert result.returncode == 0, result.stderr[-3000:]
     last = _metrics(trained.out)[-1]
     assert f"{STUDENT} on imagenette val at 32 px: top-1 {last['val_top1']:.2f}%" in result.stdout, result.stdout
-    assert "(20 images)" in result.stdout and _downloads(trained.server) == before
+    # the run's validation split: the first of the two val images of each class (data.val_per_class)
+    assert "(10 images)" in result.stdout and _downloads(trained.server) == before
 
 
 def test_cache_downloads_nothing(trained):
@@ -338,7 +339,7 @@ def test_offline_demo_fails_in_one_line_before_any_worker(tmp_path):
 def small_imagenette(tmp_path_factory):
     """An imagenette-profile Experiment on 20 training images: local random-weight teachers, 32 px."""
     folder = tmp_path_factory.mktemp("small-imagenette")
-    root = make_fake_imagenette(folder / "data", n_train=2, n_val=1)
+    root = make_fake_imagenette(folder / "data", n_train=2, n_val=2)  # the profile splits val into val and test
     teachers = []
     for name in ("resnet10t", "test_resnet"):
         torch.manual_seed(0)

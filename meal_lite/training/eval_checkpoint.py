@@ -99,7 +99,8 @@ def evaluate_checkpoint(
         data_root, imagenette_size, download, skip_bad_files: where and how to find the data (as
             ``cfg.data.root`` etc.). ``dataset``, ``data_root``, ``imagenette_size``, ``image_size`` and
             ``skip_bad_files`` left None come from the checkpoint's stored run configuration, if any.
-        split: ``val`` (or ``train``; ``test`` for digits).
+        split: ``val`` (or ``train``; ``test`` for digits, and for a run that split its validation folder
+            with ``data.val_per_class``, whose splits the evaluation keeps).
         image_size: evaluation size; None: the run's ``data.image_size``, else the model's own (ImageNet:
             the paper's 87.5% centre crop).
         num_classes: the checkpoint's class count; None reads it from the checkpoint.
@@ -113,7 +114,8 @@ def evaluate_checkpoint(
     """
     if not weights and not pretrained:
         raise ConfigError("evaluate_checkpoint needs weights (a file or URL) or pretrained=True.")
-    chosen = _from_run(stored_run_config(weights), {
+    stored = stored_run_config(weights)
+    chosen = _from_run(stored, {
         "model_name": model_name, "dataset": dataset, "data_root": data_root, "imagenette_size": imagenette_size,
         "image_size": image_size, "skip_bad_files": skip_bad_files,
     })
@@ -143,6 +145,10 @@ def evaluate_checkpoint(
         skip_bad_files=bool(chosen["skip_bad_files"]),
         augment=False,
     )
+    # The run's own splits: its validation images (and test split) when it kept part of each class.
+    if stored is not None and (stored.get("data") or {}).get("dataset", dataset) == dataset:
+        for key in ("train_per_class", "val_per_class", "test_per_class"):
+            setattr(data_cfg, key, (stored.get("data") or {}).get(key))
     config = data_config_for(data_cfg, model_data_config(model))
     model = adapt_to_dataset(model, dataset, n_data, name=model_name, role="Model")
     splits = build_datasets(data_cfg, config)
