@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the stand-ins live with the tests tha
 
 import nbformat  # noqa: E402
 import torch  # noqa: E402
+from jupyter_client import KernelManager  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
 import imagenette_standins  # noqa: E402
@@ -50,7 +51,9 @@ def run_chapter(path: Path, timeout: float) -> dict:
     """Execute one chapter in an empty folder; its wall time, status and its five slowest cells."""
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="meal-lite-chapter-") as folder:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}})
+        # IPC sockets, not TCP ports: another process starting a kernel at the same moment cannot pick this one's ports.
+        km = KernelManager(kernel_name="python3", transport="ipc", connection_file=str(Path(folder) / "kernel.json"))
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}})
         start = time.perf_counter()
         error = None
         try:
