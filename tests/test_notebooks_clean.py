@@ -96,6 +96,27 @@ def test_notebook_has_no_outputs(path):
     )
 
 
+#: Characters of code the page's content column shows without a horizontal scroll (the browser test,
+#: tests/test_book_browser.py, measures the same column in pixels; this catches a long line in a second).
+CODE_COLUMN = 88
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_visible_code_fits_the_column(path):
+    nb = read(path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    long = [
+        (k, len(line), line)
+        for k, cell in enumerate(code)
+        if "remove-cell" not in cell.metadata.get("tags", []) and "remove-input" not in cell.metadata.get("tags", [])
+        for line in cell.source.splitlines()
+        if len(line) > CODE_COLUMN
+    ]
+    assert not long, f"{path.name}: code lines wider than the page's {CODE_COLUMN} characters (code cell, length, line): " + "; ".join(
+        f"{k}, {n}: {line!r}" for k, n, line in long
+    ) + "; break them"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
 def test_notebook_kernel_is_python3(path):
     kernelspec = read(path).metadata.get("kernelspec", {})
