@@ -243,3 +243,16 @@ def test_a_spread_is_shown_only_where_there_is_one():
     assert spread_text({"mean": 97.2, "std": 0.0, "values": [97.2]}) == "97.20"  # one seed: no "+- 0.00"
     assert spread_text(summarize([1.0, 2.0, 3.0]), ".1f") == "2.0 +- 1.0"
     assert spread_text(summarize([-1.0, 1.0]), "+.2f", sep="±") == "+0.00 ± 1.41"
+
+
+def test_a_measure_undefined_on_a_seed_gives_an_undefined_summary_and_no_interval():
+    # A correlation over mistakes that never vary is NaN; the summary says so instead of crashing
+    # (statistics.stdev raises AttributeError for NaN on Python 3.11) or judging it.
+    nan = summarize([0.5, float("nan"), 0.25, 0.1, 0.3])
+    assert math.isnan(nan["mean"]) and math.isnan(nan["std"])
+    assert t_interval(nan) is None
+    assert interval_text(nan) == "no interval: the value is undefined (not a finite number) on 1 seed of 5"
+    assert "no interval: the value is undefined" in verdict(nan, "kl", "ce")
+    assert math.isnan(summarize([float("inf")])["std"])
+    # finite values are untouched: sample std of 1, 2, 3 is 1
+    assert summarize([1.0, 2.0, 3.0])["std"] == 1.0

@@ -56,6 +56,11 @@ def summarize(values: Sequence[float]) -> dict:
     """``{"mean", "std", "values"}`` of per-seed values (sample std; 0 for a single value)."""
     values = list(values)
     mean = statistics.fmean(values)
+    if not all(math.isfinite(v) for v in values):
+        # A measure undefined on some seed (a correlation over mistakes that never vary is NaN): the
+        # summary is undefined too. statistics.stdev cannot say so: on Python 3.11 it raises
+        # AttributeError ('float' object has no attribute 'numerator') for a NaN or an infinity.
+        return {"mean": mean, "std": math.nan, "values": values}
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"mean": mean, "std": std, "values": values}
 
@@ -70,8 +75,11 @@ def paired_differences(values: Mapping[str, Sequence[float]], pairs: Iterable[tu
 
 
 def no_interval_reason(summary: Mapping[str, Any]) -> str | None:
-    """Why the rule gives ``summary`` no interval (too few seeds, or zero spread), or None when it gives one."""
+    """Why the rule gives ``summary`` no interval (a seed's value undefined, too few seeds, or zero spread),
+    or None when it gives one."""
     n = len(summary["values"])
+    if not all(math.isfinite(v) for v in summary["values"]):
+        return f"no interval: the value is undefined (not a finite number) on {seeds_text(sum(not math.isfinite(v) for v in summary['values']))} of {n}"
     if n < MIN_SEEDS:
         return f"too few seeds to tell ({seeds_text(n)}; an interval needs at least {MIN_SEEDS})"
     if summary["std"] == 0:
