@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -55,11 +56,16 @@ def run_chapter(path: Path, timeout: float) -> dict:
         km = KernelManager(kernel_name="python3", transport="ipc", connection_file=str(Path(folder) / "kernel.json"))
         client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": folder}})
         start = time.perf_counter()
-        error = None
+        error, trace = None, []
         try:
             client.execute()
-        except Exception as exc:  # a failed cell: record it and go on to the next chapter
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"[:500]
+        except Exception as exc:  # a failed cell: record which one, and its traceback's end, and go on
+            code = [c for c in nb.cells if c.cell_type == "code"]
+            failed = next((i for i, c in enumerate(code)
+                           if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+            error = (f"code cell {failed}: " if failed is not None else "") + f"{type(exc).__name__}: " + (text[-1] if text else "")
+            trace = text[-40:]
         seconds = time.perf_counter() - start
     cells = []
     for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
@@ -71,7 +77,7 @@ def run_chapter(path: Path, timeout: float) -> dict:
             cells.append((i, (datetime.fromisoformat(ended.replace("Z", "+00:00"))
                               - datetime.fromisoformat(began.replace("Z", "+00:00"))).total_seconds()))
     slowest = sorted(cells, key=lambda c: -c[1])[:5]
-    return {"seconds": round(seconds, 1), "status": "failed" if error else "ok", "error": error,
+    return {"seconds": round(seconds, 1), "status": "failed" if error else "ok", "error": error, "traceback_tail": trace,
             "slowest_code_cells": [{"cell": i, "seconds": round(s, 1)} for i, s in slowest]}
 
 
