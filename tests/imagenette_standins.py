@@ -57,7 +57,6 @@ DEFAULT_LIFETIME = 1800.0
 #: The chapters that take longest in this run first (from ``--durations``), so that the two workers of
 #: ``--dist loadfile --no-loadscope-reorder`` finish close together; the order changes no result.
 LONGEST_FIRST = (
-    "tests/test_pages_build.py",  # a whole book build (the Pages workflow's command), beside the chapters
     "book/05_meal_v2.ipynb",
     "book/06_cached_soft_labels.ipynb",
     "book/03_kl_distillation.ipynb",

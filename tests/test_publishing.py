@@ -174,7 +174,8 @@ def test_workflow_builds_the_book_on_push_to_main():
     workflow = load_workflow()
     assert "main" in workflow["on"]["push"]["branches"]
     build = workflow["jobs"]["build"]
-    assert build["env"]["MEAL_LITE_PROFILE"] == "offline"
+    assert build["env"]["MEAL_LITE_PROFILE"] == "imagenette"  # the default profile, downloads and all
+    assert "HF_HUB_OFFLINE" not in build["env"]
     steps = build["steps"]
     names = [uses(s) for s in steps]
     assert names[0] == "actions/checkout"
@@ -200,11 +201,11 @@ def test_workflow_deploys_to_pages_with_the_needed_permissions():
     assert deploy["environment"]["name"] == "github-pages"
     assert [uses(s) for s in deploy["steps"]] == ["actions/deploy-pages"]
     cached = [s["with"]["path"] for s in steps_of(workflow) if uses(s) == "actions/cache"]
-    assert "data/cache" in cached
+    assert {"data/cache", "data/imagenette2-160", "~/.cache/huggingface"} <= set(cached)
 
 
 def test_readme_says_how_the_published_pages_were_built():
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## The published book", 1)[1].split("\n## ", 1)[0]
-    for fact in (".github/workflows/book.yml", "offline profile", "digits", "CPU", "make book"):
+    for fact in (".github/workflows/book.yml", "imagenette profile", "digits", "CPU", "make book"):
         assert fact in section, fact

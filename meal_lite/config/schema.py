@@ -189,7 +189,7 @@ class Config:
     teacher_preset: str | None = None
     # None: each teacher sees the batch at its own input size (its timm config, e.g. 300 px for an
     # EfficientNet-B3); a number: every teacher sees it resized to that size instead (fewer FLOPs: the
-    # imagenette profile's teachers at 160 px cost a fifth of their native sizes on a CPU).
+    # imagenette profile's teachers at 160 px cost about a quarter of their native sizes on a CPU).
     teacher_image_size: int | None = None
     loss: LossConfig = field(default_factory=LossConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
