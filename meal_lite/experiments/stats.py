@@ -78,8 +78,9 @@ def no_interval_reason(summary: Mapping[str, Any]) -> str | None:
     """Why the rule gives ``summary`` no interval (a seed's value undefined, too few seeds, or zero spread),
     or None when it gives one."""
     n = len(summary["values"])
-    if not all(math.isfinite(v) for v in summary["values"]):
-        return f"no interval: the value is undefined (not a finite number) on {seeds_text(sum(not math.isfinite(v) for v in summary['values']))} of {n}"
+    undefined = sum(not math.isfinite(v) for v in summary["values"])
+    if undefined:
+        return f"no interval: the value is undefined (not a finite number) on {seeds_text(undefined)} of {n}"
     if n < MIN_SEEDS:
         return f"too few seeds to tell ({seeds_text(n)}; an interval needs at least {MIN_SEEDS})"
     if summary["std"] == 0:
