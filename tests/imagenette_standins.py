@@ -107,8 +107,14 @@ def seed_cache(cache: Path) -> list[str]:
 
 
 def pytest_configure(config):
-    if not config.getoption("imagenette_standins") or hasattr(config, "workerinput"):
-        return  # off, or an xdist worker: the controller's server and environment are already there
+    if not config.getoption("imagenette_standins"):
+        return
+    if hasattr(config, "workerinput"):
+        # An xdist worker inherits the controller's server and environment, but tests/conftest.py (loaded
+        # when a file under tests/ runs here) sets HF_HUB_OFFLINE again on import, for the offline suite.
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.pop(name, None)
+        return
     start(config.getoption("standins_lifetime"))
 
 
