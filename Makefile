@@ -67,8 +67,8 @@ test: $(STAMP) browser-deps
 # is unset (the plugin drops it and any proxy too): the only network is 127.0.0.1. Beside the chapters,
 # `meal-lite demo` at its smallest lengths (tests/test_imagenette_demo.py). Then, alone on the machine,
 # the Pages workflow's own build step against a second stand-in server (tests/test_pages_build.py): run
-# beside the nbval kernels, its build once waited forever on a kernel that had gone idle (both started
-# kernels on TCP ports at the same moment), so it gets the machine to itself and all its cores.
+# beside the nbval kernels, its build once waited forever on a kernel that had gone idle (seen once, cause
+# not found; run alone it passed), so it gets the machine to itself and all its cores.
 IMAGENETTE_ENV := env -u HF_HUB_OFFLINE -u TRANSFORMERS_OFFLINE MEAL_LITE_PROFILE=imagenette
 test-imagenette: $(STAMP)
 	$(IMAGENETTE_ENV) OMP_NUM_THREADS=$(TEST_THREADS) \
