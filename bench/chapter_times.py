@@ -17,6 +17,7 @@ and the intro's table.
     python bench/chapter_times.py                        # imagenette, every chapter, full size (about an hour on 2 cores)
     python bench/chapter_times.py --profile offline      # the digits (about 8 minutes on 2 cores)
     python bench/chapter_times.py --chapters 01 02       # some chapters
+    python bench/chapter_times.py --update --chapters 08  # re-measure chapter 8 in the results file, the rest kept
     python bench/chapter_times.py --train 2 --val 2 --out /tmp/smoke.json   # a smoke run at a tiny size
 """
 
@@ -89,11 +90,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--cell-timeout", type=float, default=3600)
     parser.add_argument("--profile", choices=("imagenette", "offline"), default="imagenette")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/chapter_times-<profile>.json")
+    parser.add_argument("--update", action="store_true",
+                        help="re-measure --chapters and replace their rows in --out, keeping the other chapters' rows "
+                             "(the file lists each re-measured chapter with its date, and the table says so)")
     args = parser.parse_args(argv)
+    if args.update and not args.chapters:
+        parser.error("--update re-measures the chapters named by --chapters; name them, e.g. --update --chapters 08")
     chapters = [c for c in CHAPTERS if args.chapters is None or any(c.startswith(p) for p in args.chapters)]
     n_train = FULL_TRAIN if args.train is None else args.train
     n_val = FULL_VAL if args.val is None else args.val
     args.out = args.out or RESULTS / f"chapter_times-{args.profile}.json"
+    earlier = None
+    if args.update:
+        if not args.out.is_file():
+            parser.error(f"--update replaces rows of {args.out}, which does not exist; measure every chapter first")
+        earlier = json.loads(args.out.read_text())
+        if earlier["profile"] != args.profile:
+            parser.error(f"{args.out} holds the {earlier['profile']} profile, not {args.profile}")
     started = time.perf_counter()
     if args.profile == "imagenette":
         state = imagenette_standins.start(lifetime=6 * 3600, n_train=n_train, n_val=n_val, workers=None)
@@ -110,8 +123,13 @@ def main(argv=None) -> dict:
         "images": {"train": sum(n_train) if not isinstance(n_train, int) else 10 * n_train,
                    "val": sum(n_val) if not isinstance(n_val, int) else 10 * n_val} if args.profile == "imagenette" else None,
         "setup_seconds": round(archive_seconds, 1),
+        "date": time.strftime("%Y-%m-%d"),
         "chapters": {},
     }
+    if earlier is not None:  # the earlier run, with the named chapters re-measured now
+        result = {**earlier, "chapters": dict(earlier["chapters"]),
+                  "remeasured": {**earlier.get("remeasured", {}),
+                                 **{name: {"date": result["date"], "command": result["command"]} for name in chapters}}}
     print(f"{args.profile}: ready in {archive_seconds:.0f} s (stand-ins: archive and weights generated); {result['images']}", flush=True)
     try:
         for name in chapters:

@@ -92,6 +92,12 @@ def table() -> str:
         f"column divides each imagenette time by {speedup:.0f}, the smallest estimated T4 speed-up over this CPU "
         f"among the profile's units (set by the {unit}; `bench/imagenette_cost.py`), downloads not included.",
     ]
+    again = imagenette.get("remeasured", {})
+    if again:  # rows replaced by `chapter_times.py --update`: said, with their dates
+        names = ", ".join(CHAPTERS[c].split(" ", 1)[0] for c in again)
+        dates = ", ".join(sorted({r["date"] for r in again.values()}))
+        lines[-1] += (f" Chapter {names} was measured again alone after a change to it ({dates}, "
+                      "`python bench/chapter_times.py --update --chapters ...`); the other rows are from the whole run.")
     return "\n".join(lines)
 
 
