@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from book_utils import REPO_ROOT
+from book_utils import REPO_ROOT, strip_ansi
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "book.yml"
 CHAPTERS = sorted(p.stem for p in (REPO_ROOT / "book").glob("*.ipynb"))
@@ -85,10 +85,6 @@ def run_build(tmp_path: Path, url: str, md5: str, endpoint: str) -> tuple[subpro
     return result, copy, home
 
 
-def plain_log(result: subprocess.CompletedProcess) -> str:
-    """The build's stdout and stderr, without the terminal colours of the tracebacks it prints."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-
 
 @pytest.fixture(scope="module")
 def server():
@@ -109,7 +105,7 @@ def test_the_workflow_builds_the_imagenette_profile_against_the_standins(server,
     job, _ = build_job()
     assert job["env"]["MEAL_LITE_PROFILE"] == "imagenette" and "HF_HUB_OFFLINE" not in job["env"]
     result, copy, home = run_build(tmp_path, stand_in.url + ARCHIVE, md5(archive), stand_in.url)
-    log = plain_log(result)
+    log = strip_ansi(result.stdout + result.stderr)  # the tracebacks are coloured
     # which notebook the build was executing when it failed (myst-nb logs each one), then the log's end
     executing = "\n".join(line for line in log.splitlines() if "xecut" in line and "[mystnb]" in line)
     assert result.returncode == 0, executing + "\n...\n" + log[-6000:]
@@ -137,7 +133,7 @@ def test_a_failed_download_fails_the_build_with_one_sentence(server, tmp_path):
 
     stand_in, archive, _ = server
     result, copy, _ = run_build(tmp_path, stand_in.url + "/gone/imagenette2-160.tgz", md5(archive), stand_in.url)
-    log = plain_log(result)
+    log = strip_ansi(result.stdout + result.stderr)  # the tracebacks are coloured
     assert result.returncode != 0, "the build passed although ImageNette could not be downloaded"
     assert re.search(r"DataError: [^\n]*answered HTTP 404[^\n]*", log), log[-6000:]
     assert not (copy / "data" / "imagenette2-160").exists()

@@ -92,6 +92,7 @@ _EXPORTS = {
     "stored_or_trained": "meal_lite.experiments.baselines",
     "summarize": "meal_lite.experiments.stats",
     "t_interval": "meal_lite.experiments.stats",
+    "top1_of": "meal_lite.experiments.protocol",
     "train_arms": "meal_lite.experiments.dark_knowledge",
     "TransferSet": "meal_lite.experiments.dark_knowledge",
     "verdict": "meal_lite.experiments.stats",
