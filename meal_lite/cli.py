@@ -118,11 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_train(args: argparse.Namespace) -> int:
     from meal_lite.config.schema import load_config
-    from meal_lite.training.distributed import cleanup
-    from meal_lite.training.pipeline import train_from_config
 
     path, overrides = split_config_args(args.args)
     cfg = load_config(path, overrides, profile=args.profile)
+    # torch is imported only once the configuration is valid: a mistyped key is answered at once.
+    from meal_lite.training.distributed import cleanup
+    from meal_lite.training.pipeline import train_from_config
+
     try:
         result = train_from_config(cfg)
     except KeyboardInterrupt:
@@ -168,11 +170,12 @@ def _run_config(args: argparse.Namespace) -> int:
 
 def _run_cache(args: argparse.Namespace) -> int:
     from meal_lite.config.schema import load_config
-    from meal_lite.training.distributed import cleanup, init_distributed
-    from meal_lite.training.softlabel_cache import generate_cache
 
     path, overrides = split_config_args(args.args)
     cfg = load_config(path, overrides, profile=args.profile)
+    from meal_lite.training.distributed import cleanup, init_distributed  # torch, once the config is valid
+    from meal_lite.training.softlabel_cache import generate_cache
+
     try:
         manifest = generate_cache(cfg, ctx=init_distributed(cfg.train.device))
     finally:

@@ -88,6 +88,20 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "cache"])
+def test_a_bad_config_is_refused_before_torch_is_imported(command, tmp_path):
+    # A mistyped key is answered at once, not after the seconds torch takes to import.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochz: 3}\n")
+    probe = ("import sys\nfrom meal_lite.cli import main\n"
+             f"code = main([{command!r}, {str(bad)!r}])\nprint(code, 'torch' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "Unknown config key 'train.epochz'" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
