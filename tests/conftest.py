@@ -8,6 +8,7 @@ os.environ.setdefault("MEAL_LITE_PROFILE", "offline")
 
 
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -77,9 +78,16 @@ def tiny_recipes():
 
 @pytest.fixture(scope="session")
 def trained_tiny_cache(tmp_path_factory):
-    """The tiny teachers, trained once for the whole session (one thread, in this process)."""
-    cache = tmp_path_factory.mktemp("tiny-teachers")
-    digits_ensemble(recipes=TINY_TEACHERS, cache_dir=cache, verbose=False, workers=1)
+    """The tiny teachers, trained once for the whole run (one thread, in the first process that needs them).
+
+    Under pytest-xdist the workers share one folder: the first to take the lock trains, the others wait and
+    load. Tests that run an experiment may also keep baselines there (every writer writes through a temp
+    file and a rename, and one-thread training gives every writer the same bytes)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = shared / "tiny-teachers"
+    with FileLock(str(shared / "tiny-teachers.lock"), timeout=600):
+        digits_ensemble(recipes=TINY_TEACHERS, cache_dir=cache, verbose=False, workers=1)
     return cache
 
 

@@ -4,14 +4,12 @@ sentence, and training from a cache resumes bit-identically."""
 
 import copy
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from meal_lite import cli
 from meal_lite.config.schema import Config, load_config
 from meal_lite.data.datasets import build_datasets
 from meal_lite.training.distributed import DistributedContext
@@ -30,7 +28,6 @@ from meal_lite.data.softlabels import (
 )
 from tiny_run import KillAfter, TinyNet, write_tiny_digits_config
 
-ROOT = Path(__file__).resolve().parents[1]
 CLASSES = 10
 
 
@@ -216,21 +213,23 @@ def test_training_from_a_cache_resumes_bit_identically(tmp_path, digits8):
     assert not torch.equal(straight.student.head.weight, TinyNet(CLASSES).head.weight)
 
 
-def run_cli(*args, cwd):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", MEAL_LITE_PROFILE="offline", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "meal_lite.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+def run_cli(capsys, *args):
+    """``meal-lite ARGS`` in this process (tests/test_cli.py runs the console script itself): exit code, stdout, stderr."""
+    code = cli.main([str(a) for a in args])
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
 
 
-def test_cli_makes_a_cache_and_trains_from_it(tmp_path):
+def test_cli_makes_a_cache_and_trains_from_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # train.out=other below is relative
     config = write_tiny_digits_config(tmp_path, out=tmp_path / "run")
     keys = [f"soft_labels.path={tmp_path / 'cache'}", "soft_labels.crops=1", "discriminator.input=probs"]
-    made = run_cli("cache", config, *keys, cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
-    assert "1097 images x 1 crops = 1097 records, 29 bytes per crop" in made.stdout
-    trained = run_cli("train", config, *keys, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+    code, out, err = run_cli(capsys, "cache", config, *keys)
+    assert code == 0, err
+    assert "1097 images x 1 crops = 1097 records, 29 bytes per crop" in out
+    code, out, err = run_cli(capsys, "train", config, *keys)
+    assert code == 0, err
     assert (tmp_path / "run" / "last.pt").is_file()
-    refused = run_cli("train", config, *keys[:1], "soft_labels.crops=4", "discriminator.input=probs", "train.out=other", cwd=tmp_path)
-    assert refused.returncode == 2 and refused.stderr.startswith("error: The soft-label cache at")
-    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "other").exists()
+    code, out, err = run_cli(capsys, "train", config, *keys[:1], "soft_labels.crops=4", "discriminator.input=probs", "train.out=other")
+    assert code == 2 and err.startswith("error: The soft-label cache at")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "other").exists()
