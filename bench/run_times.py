@@ -96,8 +96,11 @@ def table() -> str:
     if again:  # rows replaced by `chapter_times.py --update`: said, with their dates
         names = ", ".join(CHAPTERS[c].split(" ", 1)[0] for c in again)
         dates = ", ".join(sorted({r["date"] for r in again.values()}))
-        lines[-1] += (f" Chapter {names} was measured again alone after a change to it ({dates}, "
+        lines[-1] += (f" Chapter {names}'s imagenette time was measured again alone after a change to it ({dates}, "
                       "`python bench/chapter_times.py --update --chapters ...`); the other rows are from the whole run.")
+    if offline:
+        lines[-1] += (f" The offline column ({offline['date']}) starts from an empty cache folder, as a reader's first "
+                      "`make book` does: chapter 2 trains the digits teachers, later builds read them back.")
     return "\n".join(lines)
 
 
