@@ -94,6 +94,11 @@ def test_notebook_has_no_outputs(path):
         f"{path.name} stores ipywidgets state in its metadata; clear it (Edit > Clear widget state "
         "or delete metadata.widgets)."
     )
+    marked = [i for i, cell in enumerate(nb.cells) if "MERGE_CONFLICT" in cell.get("metadata", {})]
+    assert not marked, (
+        f"{path.name}: cells {marked} still carry a merge tool's MERGE_CONFLICT mark; resolve the conflict, "
+        "then delete the key from their metadata."
+    )
 
 
 #: Characters of code the page's content column shows without a horizontal scroll (the browser test,
