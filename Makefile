@@ -65,7 +65,8 @@ test: $(STAMP) browser-deps
 # chapters run as in `make test` (installed from a freshly built wheel, each kernel in an empty folder),
 # in two workers with one torch thread each, sharing one data folder and one hub cache. HF_HUB_OFFLINE
 # is unset (the plugin drops it and any proxy too): the only network is 127.0.0.1. Beside the chapters,
-# `meal-lite demo` at its smallest lengths (tests/test_imagenette_demo.py). Then, alone on the machine,
+# `meal-lite demo` and the validation search of bench/evidence_search.py at their smallest lengths
+# (tests/test_imagenette_demo.py, tests/test_imagenette_search.py). Then, alone on the machine,
 # the Pages workflow's own build step against a second stand-in server (tests/test_pages_build.py): run
 # beside the nbval kernels, its build once waited forever on a kernel that had gone idle (seen once, cause
 # not found; run alone it passed), so it gets the machine to itself and all its cores.
@@ -74,6 +75,7 @@ test-imagenette: $(STAMP)
 	$(IMAGENETTE_ENV) OMP_NUM_THREADS=$(TEST_THREADS) \
 	  $(BIN)/python -m pytest -p imagenette_standins --imagenette-standins -p chapters_from_wheel --chapters-from-wheel \
 	  -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder book tests/test_imagenette_demo.py \
+	  tests/test_imagenette_search.py \
 	  --nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 120 --nbval-cell-timeout 900
 	$(IMAGENETTE_ENV) $(BIN)/python -m pytest -p imagenette_standins --imagenette-standins tests/test_pages_build.py
 

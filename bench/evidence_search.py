@@ -24,6 +24,14 @@ The log's first records were written when the arms were called ``control``, ``kl
 Usage (about 10-30 minutes per configuration on 2 CPU cores)::
 
     MEAL_LITE_PROFILE=offline python bench/evidence_search.py --config mild --config strong_mixup
+
+``--profile imagenette`` runs the same search on ImageNette's validation images with the profile's
+ImageNet-pretrained teachers and student, into its own log (``bench/results/evidence_search-imagenette.json``
+and ``.md``): the choice of ``PROFILE_SETTINGS["imagenette"]`` needs it, and it needs the real images and
+weights (a network; a GPU for the profile's full lengths). Trailing ``section.key=value`` arguments
+override the profile's config (``data.train_per_class=...``); ``--log`` writes elsewhere::
+
+    python bench/evidence_search.py --profile imagenette --config mild --seeds 5
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ from meal_lite.training.workers import cpu_pool, resolve_workers
 HERE = Path(__file__).resolve().parent
 LOG = HERE.parent / "meal_lite" / "experiments" / "results" / "evidence_search.json"  # the packaged log
 SUMMARY = HERE / "evidence_search.md"
+#: Each profile's log and its generated summary (the offline one ships with the package: the book shows it).
+LOGS = {"offline": (LOG, SUMMARY),
+        "imagenette": (HERE / "results" / "evidence_search-imagenette.json", HERE / "evidence_search-imagenette.md")}
 LR_GRID = (0.003, 0.01)
 
 # The configurations, each a change of levers from the profile's settings (in the order tried).
@@ -70,7 +81,7 @@ def plateau(curve_means: list[float], window: int = 4, tolerance: float = 1.0) -
 def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: int, distill_epochs: int) -> dict:
     levers = CONFIGS[name]
     settings = replace(
-        PROFILE_SETTINGS["offline"], seeds=seeds, baseline_epochs=baseline_epochs, distill_epochs=distill_epochs,
+        PROFILE_SETTINGS[experiment.cfg.profile], seeds=seeds, baseline_epochs=baseline_epochs, distill_epochs=distill_epochs,
         lrs={}, **levers,
     )
     started = time.perf_counter()
@@ -88,7 +99,9 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
     return {
         "config": name,
         "student": experiment.cfg.student.name,
-        "teacher_recipe_version": RECIPE_VERSION,  # 1: teachers trained with 2 threads; 2: with one (meal_lite.training.workers)
+        # the digits teachers' recipe (1: trained with 2 threads; 2: with one, meal_lite.training.workers);
+        # None: the imagenette profile's pretrained teachers
+        "teacher_recipe_version": RECIPE_VERSION if experiment.cfg.profile == "offline" else None,
         "levers": levers,
         "settings": asdict(settings),
         "split": "val",
@@ -108,27 +121,29 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
     }
 
 
-def _student_baseline(name: str, epochs: int, lr: float) -> dict:
+def _student_baseline(profile: str, overrides: list[str], name: str, epochs: int, lr: float) -> dict:
     """One candidate student trained on labels (the profile's recipe) for ``epochs``: its validation curve."""
-    experiment = Experiment(base_config("offline", [f"student.name={name}"]), verbose=False, teachers=False)
-    settings = replace(PROFILE_SETTINGS["offline"], baseline_epochs=epochs, baseline_lr=lr)
+    experiment = Experiment(base_config(profile, [*overrides, f"student.name={name}"]), verbose=False, teachers=False)
+    settings = replace(PROFILE_SETTINGS[profile], baseline_epochs=epochs, baseline_lr=lr)
     model, history = experiment.baseline(settings, 0)
     curve = [m.get("val_top1") for m in history]
     return {"student": name, "params": sum(p.numel() for p in model.parameters()), "val_curve": curve,
             "val_top1": experiment.evaluate(model, experiment.val_loader)["top1"]}
 
 
-def scan_students(experiment: Experiment, names: list[str], epochs: int, lr: float) -> list[dict]:
+def scan_students(experiment: Experiment, names: list[str], epochs: int, lr: float, overrides: list[str] = ()) -> list[dict]:
     """The lever "a weaker student": each candidate's label-trained plateau on validation against the
     ensemble's validation top-1 (the protocol wants the ensemble at least 3 points ahead of the plateau)."""
     ensemble = experiment.evaluate(EnsembleClassifier(experiment.teachers), experiment.val_loader)["top1"]
     started = time.perf_counter()
     workers = min(resolve_workers(None, "cpu"), len(names))
     with cpu_pool(workers) as pool:
-        found = list(pool.map(_student_baseline, names, [epochs] * len(names), [lr] * len(names)))
+        found = list(pool.map(_student_baseline, [experiment.cfg.profile] * len(names), [list(overrides)] * len(names),
+                              names, [epochs] * len(names), [lr] * len(names)))
     return [
         r | {"config": f"student_scan:{r['student']}", "kind": "student_scan", "split": "val", "epochs": epochs, "lr": lr,
-             "plateaued": plateau(r["val_curve"]), "ensemble_val": ensemble, "teacher_recipe_version": RECIPE_VERSION, "gap": ensemble - r["val_top1"],
+             "plateaued": plateau(r["val_curve"]), "ensemble_val": ensemble, "gap": ensemble - r["val_top1"],
+             "teacher_recipe_version": RECIPE_VERSION if experiment.cfg.profile == "offline" else None,
              "wall_seconds_all": time.perf_counter() - started}
         for r in found
     ]
@@ -139,17 +154,20 @@ def load_log(path: Path = LOG) -> list[dict]:
     return rename_legacy(json.loads(path.read_text())) if path.exists() else []
 
 
-def write_markdown(records: list[dict], path: Path) -> None:
+def write_markdown(records: list[dict], path: Path, data: str = "Offline digits, validation split (200 images)") -> None:
+    arms = "Arms: " + "; ".join(f"`{arm}` {ARM_LABELS[arm]}" for arm in ARMS) + "."
+    seeds = sorted({r["settings"]["seeds"] for r in records if r.get("kind") != "student_scan"})
     lines = [
         "# Validation search log (generated by bench/evidence_search.py; do not edit by hand)",
         "",
-        "Offline digits, validation split (200 images), mean over seeds; lr grid per arm "
+        f"{data}, mean over seeds; lr grid per arm "
         f"{list(LR_GRID)}, each arm's best lr in brackets. Paired differences at the chosen lrs, with a 95% "
-        "t-interval only from 5 seeds or more (meal_lite.experiments.stats); every configuration here ran 3.",
+        "t-interval only from 5 seeds or more (meal_lite.experiments.stats); every configuration here ran "
+        f"{', '.join(map(str, seeds)) or 'none'}.",
         "",
-        "Teachers v1: the teachers of the first records, trained with two threads; v2: trained with one thread",
-        "(meal_lite.training.workers), the teachers of the published numbers. Arms: "
-        + "; ".join(f"`{arm}` {ARM_LABELS[arm]}" for arm in ARMS) + ".",
+        *(["Teachers v1: the teachers of the first records, trained with two threads; v2: trained with one thread",
+           "(meal_lite.training.workers), the teachers of the published numbers. " + arms]
+          if any(r.get("teacher_recipe_version", 1) for r in records) else ["Teachers: the profile's pretrained ones. " + arms]),
         "",
         "| config | student | teachers | levers | seeds | epochs (baseline + continuation) | ensemble / best teacher | baseline (plateau?) "
         "| ce | kl | meal | meal - ce | kl - ce |",
@@ -168,7 +186,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
             return f"{p[key]['mean']:+.2f}" + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")
 
         lines.append(
-            f"| {r['config']} | {r.get('student', 'mobilenetv3_small_050')} | v{r.get('teacher_recipe_version', 1)} | "
+            f"| {r['config']} | {r.get('student', 'mobilenetv3_small_050')} | {teachers_label(r)} | "
             f"{json.dumps(r['levers'])} | {r['settings']['seeds']} | "
             f"{r['settings']['baseline_epochs']} + {r['settings']['distill_epochs']} | "
             f"{r['teachers_val']['ensemble']:.1f} / {best:.1f} | {mean('baseline')} ({'yes' if r['baseline_plateaued'] else 'no'}) | "
@@ -188,34 +206,53 @@ def write_markdown(records: list[dict], path: Path) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+def teachers_label(record: dict) -> str:
+    version = record.get("teacher_recipe_version", 1)  # the first records predate the field: v1
+    return f"v{version}" if version is not None else "pretrained"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS), default=[])
     parser.add_argument("--scan-students", nargs="+", default=[], metavar="TIMM_NAME",
                         help="train these students on labels to compare their validation plateau with the ensemble")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--baseline-epochs", type=int, default=PROFILE_SETTINGS["offline"].baseline_epochs)
-    parser.add_argument("--distill-epochs", type=int, default=PROFILE_SETTINGS["offline"].distill_epochs)
+    parser.add_argument("--profile", choices=sorted(LOGS), default="offline")
+    parser.add_argument("--baseline-epochs", type=int, default=None, help="default: the profile's")
+    parser.add_argument("--distill-epochs", type=int, default=None, help="default: the profile's")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--student", default=None, help="timm name of another student (default: the profile's)")
+    parser.add_argument("--log", type=Path, default=None, help="the JSON log to append to (default: the profile's; "
+                        "its summary goes beside it, as .md)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="changes to the profile's config")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    os.environ.setdefault("MEAL_LITE_PROFILE", "offline")
-    experiment = Experiment(base_config("offline", [f"student.name={args.student}"] if args.student else []), verbose=True)
-    records = load_log()
-    if args.scan_students:
-        records += scan_students(experiment, args.scan_students, args.baseline_epochs, PROFILE_SETTINGS["offline"].baseline_lr)
-        write_json(LOG, records, indent=1)
-        write_markdown(records, SUMMARY)
-        print(SUMMARY.read_text())
-    for name in args.config:
-        record = search_one(experiment, name, args.seeds, args.baseline_epochs, args.distill_epochs)
-        records.append(record)
-        write_json(LOG, records, indent=1)
-        write_markdown(records, SUMMARY)
-        print(json.dumps({k: record[k] for k in ("config", "chosen_lr", "paired_differences", "baseline_plateaued")}, indent=1))
+    os.environ.setdefault("MEAL_LITE_PROFILE", args.profile)
+    profile = PROFILE_SETTINGS[args.profile]
+    baseline_epochs = args.baseline_epochs or profile.baseline_epochs
+    distill_epochs = args.distill_epochs or profile.distill_epochs
+    log, summary = (args.log, args.log.with_suffix(".md")) if args.log else LOGS[args.profile]
+    overrides = list(args.overrides)
+    experiment = Experiment(base_config(args.profile, [*overrides, *([f"student.name={args.student}"] if args.student else [])]),
+                            verbose=True)
+    data = (f"{'Offline digits' if args.profile == 'offline' else 'ImageNette'}, validation split "
+            f"({len(experiment.datasets['val'])} images)")
+    records = load_log(log)
 
+    def write() -> None:
+        write_json(log, records, indent=1)
+        write_markdown(records, summary, data)
+
+    if args.scan_students:
+        records += scan_students(experiment, args.scan_students, baseline_epochs, profile.baseline_lr, overrides)
+        write()
+        print(summary.read_text())
+    for name in args.config:
+        record = search_one(experiment, name, args.seeds, baseline_epochs, distill_epochs)
+        records.append(record)
+        write()
+        print(json.dumps({k: record[k] for k in ("config", "chosen_lr", "paired_differences", "baseline_plateaued")}, indent=1))
 
 if __name__ == "__main__":
     main()
