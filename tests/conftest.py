@@ -19,6 +19,13 @@ def _trainings_in_this_process(monkeypatch):
     monkeypatch.setenv("MEAL_LITE_WORKERS", "1")
 
 
+@pytest.fixture
+def imagenette_standins_only(request):
+    """Skip unless the run serves the loopback stand-ins (``make test-imagenette``: ``--imagenette-standins``)."""
+    if not request.config.getoption("imagenette_standins", False):
+        pytest.skip("needs the loopback stand-ins of make test-imagenette")
+
+
 # The files that take longest, first. `make test` hands whole files to two workers in collection order
 # (--dist loadfile --no-loadscope-reorder): started first, the long chapters and tests run side by side
 # and the short files fill the gaps at the end, instead of one long chapter running alone at the end.

@@ -19,10 +19,7 @@ import pytest
 from meal_lite.data.imagefolders import IMAGENETTE_CLASSES
 
 
-@pytest.fixture(autouse=True)
-def _only_with_the_standins(request):
-    if not request.config.getoption("imagenette_standins", False):
-        pytest.skip("needs the loopback stand-ins of make test-imagenette")
+pytestmark = pytest.mark.usefixtures("imagenette_standins_only")
 
 
 def test_demo_runs_the_protocol_on_imagenette(tmp_path):

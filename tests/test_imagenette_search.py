@@ -22,10 +22,7 @@ from meal_lite.data.imagefolders import IMAGENETTE_CLASSES
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _only_with_the_standins(request):
-    if not request.config.getoption("imagenette_standins", False):
-        pytest.skip("needs the loopback stand-ins of make test-imagenette")
+pytestmark = pytest.mark.usefixtures("imagenette_standins_only")
 
 
 def test_the_search_runs_on_imagenettes_validation_split_into_its_own_log(tmp_path):
