@@ -78,6 +78,12 @@ def plateau(curve_means: list[float], window: int = 4, tolerance: float = 1.0) -
     return max(tail) - min(tail) <= tolerance
 
 
+def teacher_recipe(experiment: Experiment) -> int | None:
+    """The digits teachers' recipe version (1: trained with 2 threads; 2: with one, meal_lite.training.workers);
+    None for a profile whose teachers are pretrained (imagenette)."""
+    return RECIPE_VERSION if experiment.cfg.profile == "offline" else None
+
+
 def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: int, distill_epochs: int) -> dict:
     levers = CONFIGS[name]
     settings = replace(
@@ -99,9 +105,7 @@ def search_one(experiment: Experiment, name: str, seeds: int, baseline_epochs: i
     return {
         "config": name,
         "student": experiment.cfg.student.name,
-        # the digits teachers' recipe (1: trained with 2 threads; 2: with one, meal_lite.training.workers);
-        # None: the imagenette profile's pretrained teachers
-        "teacher_recipe_version": RECIPE_VERSION if experiment.cfg.profile == "offline" else None,
+        "teacher_recipe_version": teacher_recipe(experiment),
         "levers": levers,
         "settings": asdict(settings),
         "split": "val",
@@ -143,7 +147,7 @@ def scan_students(experiment: Experiment, names: list[str], epochs: int, lr: flo
     return [
         r | {"config": f"student_scan:{r['student']}", "kind": "student_scan", "split": "val", "epochs": epochs, "lr": lr,
              "plateaued": plateau(r["val_curve"]), "ensemble_val": ensemble, "gap": ensemble - r["val_top1"],
-             "teacher_recipe_version": RECIPE_VERSION if experiment.cfg.profile == "offline" else None,
+             "teacher_recipe_version": teacher_recipe(experiment),
              "wall_seconds_all": time.perf_counter() - started}
         for r in found
     ]
@@ -253,6 +257,7 @@ def main() -> None:
         records.append(record)
         write()
         print(json.dumps({k: record[k] for k in ("config", "chosen_lr", "paired_differences", "baseline_plateaued")}, indent=1))
+
 
 if __name__ == "__main__":
     main()

@@ -13,14 +13,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from book_utils import REPO_ROOT
 from meal_lite.data.imagefolders import IMAGENETTE_CLASSES
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 pytestmark = pytest.mark.usefixtures("imagenette_standins_only")
 
